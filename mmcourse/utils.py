@@ -1,0 +1,64 @@
+"""Small utilities every notebook uses: seeding, the device, thread count, parameter counts.
+
+Built in §39.1.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch so that a notebook gives the same numbers run to run.
+
+    Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def device(prefer: str | None = None) -> torch.device:
+    """The device to compute on: ``cuda`` if present, else Apple's ``mps``, else ``cpu``.
+
+    ``prefer`` (or the environment variable ``MMCOURSE_DEVICE``) forces one, e.g. ``"cpu"``.
+    """
+    choice = prefer or os.environ.get("MMCOURSE_DEVICE")
+    if choice:
+        allowed = ("cpu", "cuda", "mps")
+        if choice.split(":")[0] not in allowed:
+            raise ValueError(f"unknown device {choice!r}; allowed values: {', '.join(allowed)}")
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def setup(seed: int = 0, threads: int | None = None) -> torch.device:
+    """What the first code cell of every notebook calls: seed everything, cap the CPU threads
+    (``MMCOURSE_THREADS`` or 2 by default, the book's budget machine), and return the device."""
+    n = threads or int(os.environ.get("MMCOURSE_THREADS", "2"))
+    torch.set_num_threads(n)
+    seed_everything(seed)
+    return device()
+
+
+def scale() -> float:
+    """The training-size multiplier ``MMCOURSE_SCALE`` (default 1: the CPU budget of the book)."""
+    value = float(os.environ.get("MMCOURSE_SCALE", "1"))
+    if value <= 0:
+        raise ValueError(f"MMCOURSE_SCALE must be positive; got {value}")
+    return value
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """The number of parameters of ``model`` (only those with ``requires_grad`` if asked)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
