@@ -7,32 +7,35 @@ each with a set of voice variants (male, female, named), give the speaker variet
 needs; a fixed train/held-out split keeps whole accents and some variants unseen in training.
 
 eSpeak keeps hidden state between utterances (the phase of its pitch "flutter", its automatic
-gain, the echo buffer), so the same sentence spoken twice in a row comes out slightly different.
-To make every call depend on its arguments only, each call loads a fresh copy of the engine and
-unloads it afterwards (about 3 ms).
+gain control, its random-number generator, seeded from the clock), so the same sentence spoken
+twice comes out slightly different. To make every call depend on its arguments only, each call
+loads a fresh copy of the engine, seeds it, and unloads it afterwards (under 1 ms).
 
 Built in §39.2; used from §41.1 (ASR), §41.2 (speech generation) and §41.3 (speech translation).
 """
 from __future__ import annotations
 
 import _ctypes
+import atexit
 import ctypes
 import functools
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
 from math import gcd
+from pathlib import Path
 
 import espeakng_loader
 import numpy as np
 from scipy.signal import firwin, resample_poly
 
 ESPEAK_SAMPLE_RATE = 22_050  #: the rate eSpeak NG synthesises at, in Hz
-DEFAULT_RATE = 175  #: eSpeak's default speaking rate, words per minute
-DEFAULT_PITCH = 50  #: eSpeak's default pitch setting (0-100; 0 halves f0, 100 doubles it)
-RATE_RANGE = (80, 450)  #: allowed speaking rates, words per minute
-PITCH_RANGE = (0, 100)  #: allowed pitch settings
+RATE_RANGE = (80, 450)  #: allowed speaking rates, words per minute (eSpeak's default: 175)
+PITCH_RANGE = (0, 100)  #: allowed pitch settings (default 50: the voice's own pitch)
 
 #: English accents that eSpeak NG loads (``en-gb`` is not one of them).
 ENGLISH_ACCENTS: tuple[str, ...] = (
@@ -62,7 +65,7 @@ LANGUAGES: dict[str, tuple[str, ...]] = {"en": ENGLISH_ACCENTS, "fr": FRENCH_ACC
 # eSpeak NG API constants (speak_lib.h)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000  # return an error instead of calling exit()
-_BUFFER_MS = 1000  # samples handed to the callback per call: fewer, larger chunks
+_BUFFER_MS = 1000  # milliseconds of audio per callback: fewer, larger chunks
 _RATE, _PITCH = 1, 3  # espeak_PARAMETER
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
@@ -79,14 +82,43 @@ def _collect(wav, numsamples, events):  # int cb(short *wav, int numsamples, esp
     return 0  # 0: go on synthesising
 
 
+@functools.lru_cache(maxsize=None)
+def _private_copy() -> tuple[str, bytes]:
+    """``(library path, data path)`` of a private copy of eSpeak NG, made once per process.
+
+    The copy holds the library and only the data our voices need, with each accent's voice file
+    under its lowercase name in ``voices/``, where ``espeak_SetVoiceByName`` finds it at once;
+    otherwise every fresh engine reads all ~250 voice files to find it (2 ms, and 2 KB that
+    eSpeak never frees). And since no other code can hold this copy of the library open,
+    unloading it really resets it.
+    """
+    source = Path(espeakng_loader.get_data_path())
+    folder = Path(tempfile.mkdtemp(prefix="mmcourse-espeak-"))
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:  # a forked child must not delete its parent's copy
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    for name in ("phontab", "phonindex", "phondata", "intonations", *(f"{lang}_dict" for lang in LANGUAGES)):
+        shutil.copyfile(source / name, folder / name)
+    (folder / "voices" / "!v").mkdir(parents=True)
+    lang_files = {path.name.lower(): path for path in (source / "lang").rglob("*") if path.is_file()}
+    for accent in ENGLISH_ACCENTS + FRENCH_ACCENTS:
+        shutil.copyfile(lang_files[accent], folder / "voices" / accent)  # e.g. lang/gmw/en-US -> voices/en-us
+    for variant in filter(None, VARIANTS):
+        shutil.copyfile(source / "voices" / "!v" / variant, folder / "voices" / "!v" / variant)
+    library = folder / Path(espeakng_loader.get_library_path()).name
+    shutil.copyfile(espeakng_loader.get_library_path(), library)
+    return str(library), str(folder).encode()
+
+
 @contextmanager
 def _engine(voice: str) -> Iterator[ctypes.CDLL]:
-    """A freshly loaded eSpeak NG speaking with ``voice``; unloaded on exit. The caller holds _LOCK.
-
-    A fresh load resets the state eSpeak carries from one utterance to the next; it works
-    because nothing else in the process holds the library open.
-    """
-    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    """A freshly loaded, seeded eSpeak NG speaking with ``voice``; unloaded on exit. Hold _LOCK."""
+    library, data = _private_copy()
+    lib = ctypes.CDLL(library)
     try:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -95,10 +127,11 @@ def _engine(voice: str) -> Iterator[ctypes.CDLL]:
                                      ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, espeakng_loader.get_data_path().encode(),
-                                     _INITIALIZE_DONT_EXIT)
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data, _INITIALIZE_DONT_EXIT)
         if rate != ESPEAK_SAMPLE_RATE:
             raise RuntimeError(f"espeak_Initialize returned {rate}, expected the sample rate {ESPEAK_SAMPLE_RATE}")
+        lib.espeak_ng_SetRandSeed(0)  # breathy voices (f2, f3) draw noise; Initialize seeds it from the clock
         lib.espeak_SetSynthCallback(_collect)
         if lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise RuntimeError(f"eSpeak NG could not load voice {voice!r}")
@@ -138,8 +171,10 @@ def synthesize(text: str, voice: str = "en-us", rate: int | None = None, pitch: 
     ``waveform`` is a mono float32 array of shape ``(num_samples,)`` in [-1, 1] at ``sample_rate``
     Hz (eSpeak's 22 050 Hz output, resampled with ``scipy.signal.resample_poly``). ``voice`` is a
     name from ``VOICES``; ``rate`` is in words per minute (80-450, None: the voice's 175); ``pitch``
-    is 0-100 (None: 50). The same arguments always give the same waveform. Silence that eSpeak
-    adds around the speech is kept.
+    is 0-100 (None: 50, the voice's own; 0 gives about 2/3 of its f0, 100 about 5/3). The same
+    arguments always give the same waveform. Silence that eSpeak adds around the speech is kept.
+    French voices are for French text: given English words they switch to eSpeak's English
+    rules, which leaks ~180 kB per call inside eSpeak.
 
     Built in §39.2; used from §41.1.
     """
@@ -237,7 +272,7 @@ def speak_many(texts: Sequence[str], voices: str | Sequence[str] | None = None,
     ``voices`` is one name for all texts, one name per text, or None: a ``random_voice`` of
     ``split`` and ``language`` per text. ``rate`` and ``pitch`` are fixed values or inclusive
     ``(low, high)`` ranges drawn per utterance. ``rng`` (default ``np.random.default_rng(0)``)
-    makes the draws reproducible. About 8 ms per short sentence.
+    makes the draws reproducible. About 6 ms per short sentence on one CPU core.
 
     Built in §39.2; used from §41.1.
     """
@@ -256,15 +291,15 @@ def speak_many(texts: Sequence[str], voices: str | Sequence[str] | None = None,
     return waveforms, used
 
 
-def augment(waveform: np.ndarray, sample_rate: int, rng: np.random.Generator, noise_snr_db: float | None = None,
+def augment(waveform: np.ndarray, sample_rate: int, rng: np.random.Generator | None, noise_snr_db: float | None = None,
             gain_db: float | None = None, speed: float | None = None) -> np.ndarray:
     """A perturbed copy of a mono ``waveform`` of shape ``(N,)``, still at ``sample_rate`` Hz.
 
     In order: ``speed`` (0.5-2) plays the recording faster or slower by resampling, so duration
     becomes ``N / speed`` samples and pitch rises or falls with it, as with a tape; ``gain_db``
-    scales it; ``noise_snr_db`` adds white Gaussian noise (drawn from ``rng``) whose power is
-    exactly the signal's mean power over the whole waveform divided by ``10 ** (snr / 10)``.
-    Returns float32 clipped to [-1, 1].
+    scales it; ``noise_snr_db`` adds white Gaussian noise drawn from ``rng`` (needed only for
+    this), scaled so that its power is exactly the signal's mean power over the whole waveform
+    divided by ``10 ** (noise_snr_db / 10)``. Returns float32 clipped to [-1, 1].
 
     Built in §39.2; used from §41.1.
     """
@@ -282,6 +317,8 @@ def augment(waveform: np.ndarray, sample_rate: int, rng: np.random.Generator, no
         x = x * 10.0 ** (gain_db / 20.0)
     if noise_snr_db is not None:
         signal_power = np.mean(x**2)
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy Generator when noise_snr_db is set; got {rng!r}")
         if signal_power == 0:
             raise ValueError("noise_snr_db needs a waveform that is not all zeros (its SNR would be undefined)")
         noise = rng.standard_normal(x.size)
