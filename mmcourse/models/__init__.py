@@ -1,7 +1,25 @@
-"""The book's models, written from scratch in plain PyTorch.
+"""The book's models, written from scratch; each says where the book builds it.
 
-Built chapter by chapter, starting with the ViT in §39.1.
+Names are imported lazily (``from mmcourse.models import ViT`` loads only ``vit.py``), so a section
+pays only for the models it uses. To add a model, add its names to ``_EXPORTS``.
 """
-from .vit import ViT, ViTConfig, ViTOutput
+import importlib
 
-__all__ = ["ViT", "ViTConfig", "ViTOutput"]
+_EXPORTS: dict[str, str] = {
+    "ViT": "vit",
+    "ViTConfig": "vit",
+    "ViTOutput": "vit",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(_EXPORTS)
+
+
+__all__ = sorted(_EXPORTS)
