@@ -19,26 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.toc import resolve, toc_entries  # noqa: E402
+
 
 def toc_notebooks() -> list[Path]:
     """Every .ipynb file the table of contents lists, in book order."""
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc)
-    return [ROOT / (f + ".ipynb") for f in files if (ROOT / (f + ".ipynb")).exists()]
+    paths = [resolve(entry) for entry in toc_entries()]
+    return [p for p in paths if p is not None and p.suffix == ".ipynb"]
 
 
 def machine() -> dict:

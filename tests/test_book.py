@@ -9,35 +9,13 @@ import nbformat
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.toc import resolve, toc_entries  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 NOTEBOOKS = sorted(p for d in ("chapters", "book") for p in (ROOT / d).rglob("*.ipynb")
                    if ".ipynb_checkpoints" not in p.parts)
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    found = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                found.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc.get("parts", toc.get("chapters", [])))
-    return found
-
-
-def resolve(entry: str) -> Path | None:
-    for ext in (".ipynb", ".md"):
-        if (ROOT / (entry + ext)).exists():
-            return ROOT / (entry + ext)
-    return None
 
 
 def test_there_are_notebooks():
@@ -77,7 +55,7 @@ def test_notebook_anatomy(path):
 
 
 def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
-    entries = toc_files()
+    entries = toc_entries()
     missing = [e for e in entries if resolve(e) is None]
     assert not missing, f"toc entries without a file: {missing}"
     listed = {resolve(e) for e in entries}
