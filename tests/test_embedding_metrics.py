@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcourse.metrics import cone_statistics, gap_vector, modality_gap, recall_at_k, retrieval_scores
+from mmcourse.metrics import (cone_statistics, gap_vector, modality_gap, recall_at_k,
+                              retrieval_scores)
 
 
 def test_gap_of_two_opposite_points_is_two_and_of_a_cloud_with_itself_zero():
@@ -27,7 +28,8 @@ def test_gap_vector_is_the_difference_of_the_centroids_of_unit_vectors():
 def test_cone_statistics_of_one_direction_and_of_an_orthonormal_basis():
     same = torch.ones(10, 4)
     stats = cone_statistics(same)
-    assert stats["mean_cosine"] == pytest.approx(1.0) and stats["centroid_norm"] == pytest.approx(1.0)
+    assert stats["mean_cosine"] == pytest.approx(1.0)
+    assert stats["centroid_norm"] == pytest.approx(1.0)
     basis = torch.eye(6)
     stats = cone_statistics(basis)
     assert stats["mean_cosine"] == pytest.approx(0.0) and stats["std_cosine"] == pytest.approx(0.0)
@@ -38,7 +40,8 @@ def test_cone_statistics_of_one_direction_and_of_an_orthonormal_basis():
 def test_mean_cosine_follows_from_the_centroid_norm():
     x = torch.randn(40, 5, generator=torch.Generator().manual_seed(1)) + 1.5
     stats, n = cone_statistics(x), len(x)
-    assert stats["mean_cosine"] == pytest.approx((n * stats["centroid_norm"] ** 2 - 1) / (n - 1), abs=1e-5)
+    expected = (n * stats["centroid_norm"] ** 2 - 1) / (n - 1)
+    assert stats["mean_cosine"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_recall_at_k_counts_items_scored_strictly_higher():
@@ -49,7 +52,8 @@ def test_recall_at_k_counts_items_scored_strictly_higher():
     assert hits.tolist() == [True, False, True] and score == pytest.approx(2 / 3)
     assert recall_at_k(sim, 3)[0] == 1.0
     wide = torch.cat([sim, torch.full((3, 2), 0.95)], dim=1)  # a larger gallery of distractors
-    assert recall_at_k(wide, 1)[0] == 0.0 and recall_at_k(wide, 3)[1].tolist() == [True, False, True]
+    assert recall_at_k(wide, 1)[0] == 0.0
+    assert recall_at_k(wide, 3)[1].tolist() == [True, False, True]
 
 
 def test_retrieval_scores_go_both_ways():

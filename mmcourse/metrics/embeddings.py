@@ -10,27 +10,32 @@ import torch.nn.functional as F
 
 def _check_matrix(x: torch.Tensor, name: str, min_rows: int = 1) -> None:
     if x.dim() != 2 or len(x) < min_rows:
-        raise ValueError(f"expected {name} of shape (N, D) with N >= {min_rows}, got {tuple(x.shape)}")
+        raise ValueError(
+            f"expected {name} of shape (N, D) with N >= {min_rows}, got {tuple(x.shape)}"
+        )
 
 
 def gap_vector(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The difference of the centroids of two clouds of L2-normalised embeddings.
 
-    ``a`` (N, D) and ``b`` (M, D), e.g. image and text embeddings, are normalised row by row first;
-    returns ``mean(a) - mean(b)``, shape (D,). Built in §39.3.
+    ``a`` (N, D) and ``b`` (M, D), e.g. image and text embeddings, are normalised row by row
+    first; returns ``mean(a) - mean(b)``, shape (D,). Built in §39.3.
     """
     _check_matrix(a, "a")
     _check_matrix(b, "b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"expected embeddings of the same width, got {a.shape[1]} and {b.shape[1]}")
-    return F.normalize(a.float(), dim=1).mean(0) - F.normalize(b.float(), dim=1).mean(0)  # (N, D) -> (D,)
+        raise ValueError(
+            f"expected embeddings of the same width, got {a.shape[1]} and {b.shape[1]}"
+        )
+    # (N, D) -> (D,) and (M, D) -> (D,)
+    return F.normalize(a.float(), dim=1).mean(0) - F.normalize(b.float(), dim=1).mean(0)
 
 
 def modality_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     """The modality gap: the Euclidean distance between the centroids of the L2-normalised
-    embeddings ``a`` (N, D) and ``b`` (M, D) — the norm of :func:`gap_vector`. It lies in [0, 2]: 0 when
-    the centroids coincide, 2 when each cloud is a single point and the two points are opposite.
-    Built in §39.3."""
+    embeddings ``a`` (N, D) and ``b`` (M, D) — the norm of :func:`gap_vector`. It lies in [0, 2]:
+    0 when the centroids coincide, 2 when each cloud is a single point and the two points are
+    opposite. Built in §39.3."""
     return gap_vector(a, b).norm().item()
 
 
