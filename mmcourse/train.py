@@ -82,7 +82,7 @@ def fit(
     source = batches if callable(batches) else cycle(batches)
     history = History()
     model.train()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=0.5)
     for step in bar:
         batch = source(step) if callable(source) else next(source)
         for g, base in zip(opt.param_groups, base_lrs):

@@ -1,4 +1,5 @@
-"""The from-scratch audio front end (mmcourse.audio) against librosa, step by step and end to end."""
+"""The from-scratch audio front end (mmcourse.audio) against librosa, step by step and end to end;
+and the hidden cases of §39.2's exercises."""
 from __future__ import annotations
 
 import librosa
@@ -10,6 +11,7 @@ import torch
 
 from mmcourse import audio
 from mmcourse.data.speech import synthesize
+from mmcourse.exercises import check
 
 SR = 16_000
 
@@ -28,7 +30,8 @@ def speech() -> np.ndarray:
     (64, 64, None, True, "constant"),
 ])
 def test_stft_matches_librosa(speech, n_fft, hop, win, center, pad_mode) -> None:
-    expected = librosa.stft(speech, n_fft=n_fft, hop_length=hop, win_length=win, center=center, pad_mode=pad_mode)
+    expected = librosa.stft(speech, n_fft=n_fft, hop_length=hop, win_length=win, center=center,
+                            pad_mode=pad_mode)
     got = audio.stft(speech, n_fft, hop, win, center, pad_mode).numpy()
     assert got.shape == expected.shape
     assert got.shape[-1] == audio.num_frames(len(speech), n_fft, hop, center)
@@ -36,7 +39,8 @@ def test_stft_matches_librosa(speech, n_fft, hop, win, center, pad_mode) -> None
 
 
 def test_stft_keeps_batch_dimensions_and_float64(speech) -> None:
-    batch = np.stack([speech[:8000], speech[8000:16000], speech[-8000:]]).reshape(3, 1, 8000).astype(np.float64)
+    batch = np.stack([speech[:8000], speech[8000:16000], speech[-8000:]]).reshape(3, 1, 8000)
+    batch = batch.astype(np.float64)
     got = audio.stft(batch)
     assert got.shape == (3, 1, 201, audio.num_frames(8000)) and got.dtype == torch.complex128
     for k in range(3):
@@ -45,11 +49,12 @@ def test_stft_keeps_batch_dimensions_and_float64(speech) -> None:
 
 
 def test_hann_and_frames() -> None:
-    np.testing.assert_allclose(audio.hann_window(400, torch.float64).numpy(), scipy.signal.get_window("hann", 400),
-                               atol=1e-15)
+    np.testing.assert_allclose(audio.hann_window(400, torch.float64).numpy(),
+                               scipy.signal.get_window("hann", 400), atol=1e-15)
     frames = audio.frame(torch.arange(10.0), 4, 3)
     assert frames.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
-    assert audio.num_frames(16_000, 400, 160) == 101 and audio.num_frames(16_000, 400, 160, center=False) == 98
+    assert audio.num_frames(16_000, 400, 160) == 101
+    assert audio.num_frames(16_000, 400, 160, center=False) == 98
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -70,8 +75,9 @@ def test_mel_filterbank_matches_librosa(kwargs) -> None:
 def test_mel_scale_round_trip_and_librosa() -> None:
     hz = np.array([0.0, 100.0, 999.0, 1000.0, 1001.0, 4000.0, 8000.0])
     for htk in (False, True):
-        np.testing.assert_allclose(audio.hz_to_mel(hz, htk).numpy(), librosa.hz_to_mel(hz, htk=htk), rtol=1e-12)
-        np.testing.assert_allclose(audio.mel_to_hz(audio.hz_to_mel(hz, htk), htk).numpy(), hz, atol=1e-9)
+        mels = audio.hz_to_mel(hz, htk)
+        np.testing.assert_allclose(mels.numpy(), librosa.hz_to_mel(hz, htk=htk), rtol=1e-12)
+        np.testing.assert_allclose(audio.mel_to_hz(mels, htk).numpy(), hz, atol=1e-9)
 
 
 def test_log_mel_and_mfcc_match_librosa(speech) -> None:
@@ -81,7 +87,8 @@ def test_log_mel_and_mfcc_match_librosa(speech) -> None:
     log_mel = librosa.power_to_db(mel)
     ours_db = audio.log_mel_spectrogram(speech, SR, 400, 160, 80).numpy()
     assert np.abs(ours_db - log_mel).max() < 2e-3  # dB; float32 rounding of the quietest bins
-    expected = librosa.feature.mfcc(y=speech, sr=SR, n_mfcc=13, n_fft=400, hop_length=160, n_mels=80)
+    expected = librosa.feature.mfcc(y=speech, sr=SR, n_mfcc=13, n_fft=400, hop_length=160,
+                                    n_mels=80)
     got = audio.mfcc(audio.log_mel_spectrogram(speech, SR, 400, 160, 80), n_mfcc=13).numpy()
     assert got.shape == expected.shape == (13, audio.num_frames(len(speech)))
     assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
@@ -93,8 +100,9 @@ def test_power_to_db_and_dct_match_exactly_on_the_same_input() -> None:
     for top_db in (80.0, 20.0, None):
         np.testing.assert_allclose(audio.power_to_db(power, top_db=top_db).numpy(),
                                    librosa.power_to_db(power, top_db=top_db), atol=1e-9)
-    np.testing.assert_allclose(audio.mfcc(power, n_mfcc=20).numpy(),
-                               scipy.fft.dct(power, axis=-2, type=2, norm="ortho")[:20], atol=1e-9 * power.max())
+    expected = scipy.fft.dct(power, axis=-2, type=2, norm="ortho")[:20]
+    np.testing.assert_allclose(audio.mfcc(power, n_mfcc=20).numpy(), expected,
+                               atol=1e-9 * power.max())
     basis = audio.dct_matrix(16, 16).double()
     np.testing.assert_allclose((basis @ basis.T).numpy(), np.eye(16), atol=1e-6)
 
@@ -103,7 +111,8 @@ def test_power_to_db_floors_each_item_of_a_batch() -> None:
     power = torch.stack([torch.full((4, 5), 1.0), torch.full((4, 5), 1e-4)])
     power[1, 0, 0] = 1e-12
     db = audio.power_to_db(power, top_db=30.0)
-    assert db[0].eq(0.0).all() and db[1, 0, 0] == pytest.approx(-70.0) and db[1, 1, 1] == pytest.approx(-40.0)
+    assert db[0].eq(0.0).all()
+    assert db[1, 0, 0] == pytest.approx(-70.0) and db[1, 1, 1] == pytest.approx(-40.0)
 
 
 def test_errors_say_what_was_expected() -> None:
@@ -119,3 +128,35 @@ def test_errors_say_what_was_expected() -> None:
         audio.mfcc(np.zeros(40))
     with pytest.raises(ValueError, match="at least n_fft"):
         audio.num_frames(100, 400, 160, center=False)
+
+
+def test_exercise_cases_accept_a_correct_solution_and_reject_a_wrong_one() -> None:
+    def conv_geometry(num_samples, kernels, strides):
+        frames, field, hop = num_samples, 1, 1
+        for k, s in zip(kernels, strides):
+            frames = (frames - k) // s + 1 if frames >= k else 0
+            field, hop = field + (k - 1) * hop, hop * s
+        return frames, field, hop
+
+    def mel_htk(sample_rate, n_fft, n_mels):
+        top = 2595 * np.log10(1 + sample_rate / 2 / 700)
+        edges = 700 * (10 ** (np.linspace(0, top, n_mels + 2) / 2595) - 1)
+        bins = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
+        lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+        return np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)))
+
+    def segment_sample(num_frames, k, offsets):
+        edges = np.arange(k + 1) * num_frames / k
+        return np.floor(edges[:-1] + offsets * (edges[1:] - edges[:-1])).astype(np.int64)
+
+    assert check("39.2.conv_geometry", conv_geometry, verbose=False)
+    assert check("39.2.mel_htk", mel_htk, verbose=False)
+    assert check("39.2.segment_sample", segment_sample, verbose=False)
+    def negative_frames(n, ks, ss):  # forgets that a too-short input gives 0 frames
+        frames, field, hop = conv_geometry(n, ks, ss)
+        return frames or -1, field, hop
+
+    assert not check("39.2.conv_geometry", negative_frames, verbose=False)
+    assert not check("39.2.mel_htk", lambda *a: 2 * mel_htk(*a), verbose=False)
+    one_later = lambda n, k, o: segment_sample(n, k, o) + 1
+    assert not check("39.2.segment_sample", one_later, verbose=False)
