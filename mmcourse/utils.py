@@ -44,7 +44,11 @@ def device(prefer: str | None = None) -> torch.device:
 
 def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     """What the first code cell of every notebook calls: seed everything, cap the CPU threads
-    (``MMCOURSE_THREADS`` or 2 by default, the book's budget machine), and return the device."""
+    (``MMCOURSE_THREADS`` or 2 by default, the book's budget machine), set the book's figure style
+    (:func:`mmcourse.viz.book_style`) and return the device."""
+    from mmcourse.viz import book_style  # here: importing matplotlib is not free
+
+    book_style()
     n = threads or int(os.environ.get("MMCOURSE_THREADS", "2"))
     torch.set_num_threads(n)
     seed_everything(seed)

@@ -12,6 +12,22 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
+#: font sizes for figures that the book shows at most ~730 px wide: a figure of at most 9.5 inches
+#: (100 dpi) is shrunk by at most a quarter, so 10-11 pt stays legible.
+BOOK_STYLE: dict[str, object] = {
+    "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "legend.fontsize": 10,
+    "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.titlesize": 12, "figure.dpi": 100,
+    "axes.spines.top": False, "axes.spines.right": False,
+}
+#: the widest figure (inches) that stays legible at the book's column width
+MAX_WIDTH = 9.5
+
+
+def book_style() -> None:
+    """Apply :data:`BOOK_STYLE` to matplotlib; :func:`mmcourse.utils.setup` calls it. Built in §39.1."""
+    plt.rcParams.update(BOOK_STYLE)
+
+
 def _as_hwc(image) -> np.ndarray:
     """Any image (H, W, 3) uint8/float or (3, H, W) tensor -> (H, W, 3) array for imshow."""
     arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
@@ -25,8 +41,10 @@ def _as_hwc(image) -> np.ndarray:
 
 
 def show_images(images: Sequence, captions: Sequence[str] | None = None, ncols: int = 6,
-                size: float = 2.0, wrap: int = 28, fontsize: int = 8):
-    """A grid of images with an optional caption under each (wrapped to ``wrap`` characters)."""
+                size: float = 2.0, wrap: int | None = None, fontsize: int = 9):
+    """A grid of images with an optional caption under each, at most :data:`MAX_WIDTH` inches wide
+    (each image ``size`` inches or less); captions wrap at ``wrap`` characters (default: what fits
+    under one image)."""
     images = list(images)
     if not images:
         raise ValueError("show_images needs at least one image")
@@ -34,6 +52,8 @@ def show_images(images: Sequence, captions: Sequence[str] | None = None, ncols: 
         raise ValueError(f"got {len(images)} images but {len(captions)} captions")
     ncols = min(ncols, len(images))
     nrows = -(-len(images) // ncols)
+    size = min(size, MAX_WIDTH / ncols)
+    wrap = wrap or max(12, int(size * 72 / (0.55 * fontsize)))  # average glyph: 0.55 em
     extra = 0.0 if captions is None else 0.16 * max(len(textwrap.wrap(c, wrap)) for c in captions)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + extra * size / 2) * nrows),
                              squeeze=False)
@@ -87,7 +107,7 @@ def spectrogram(values, sample_rate: int, hop_length: int, ax=None, title: str |
 def plot_history(history, metrics: Sequence[str] = (), title: str | None = None, window: int = 20):
     """Training loss (raw and smoothed) and, on a second panel, evaluation metrics over steps."""
     ncols = 1 + bool(metrics)
-    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(min(MAX_WIDTH, 5.5 * ncols), 3.2), squeeze=False)
     ax = axes[0, 0]
     ax.plot(history.loss, color="0.75", lw=0.8, label="loss")
     ax.plot(history.smoothed(window), color="C0", lw=1.8, label=f"mean of last {window}")

@@ -116,6 +116,20 @@ def test_viz_functions_draw(tmp_path):
         viz.attention_overlay(imgs[0], np.random.rand(4))
 
 
+def test_figures_fit_the_book_column():
+    import matplotlib.pyplot as plt
+
+    utils.setup(seed=0)
+    assert plt.rcParams["font.size"] == viz.BOOK_STYLE["font.size"]
+    images = [np.zeros((8, 8, 3), np.uint8)] * 8
+    fig = viz.show_images(images, ["a small red circle above a large blue square"] * 8, ncols=8)
+    width = fig.get_size_inches()[0]
+    assert width <= viz.MAX_WIDTH + 1e-9
+    longest = max(len(line) for ax in fig.axes for line in ax.get_title().split("\n"))
+    assert longest * 0.55 * 9 / 72 <= width / 8 + 0.05  # each caption line fits under its image
+    plt.close("all")
+
+
 def test_check_reports_pass_fail_and_learner_errors(capsys):
     from mmcourse.exercises.ch39 import bpe_step_reference
 
