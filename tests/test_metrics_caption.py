@@ -238,3 +238,16 @@ def test_bad_input_raises(cands, refs):
     for metric in (bleu, rouge_l, cider_d):
         with pytest.raises(ValueError):
             metric(cands, refs)
+
+
+def test_meteor_align_returns_matches_and_chunks():
+    from mmcourse.metrics import meteor_align
+
+    words = "a red circle above a blue square".split()
+    matches, chunks = meteor_align(words, words, modules=("exact",))
+    assert chunks == 1 and [m[1] for m in matches] == [1] * len(words)
+    swapped = "a blue square above a red circle".split()
+    matches, chunks = meteor_align(swapped, words, modules=("exact", "stem"))
+    assert sum(m[3] for m in matches) == len(words) and chunks == 3
+    with pytest.raises(ValueError, match="unknown METEOR modules"):
+        meteor_align(words, words, modules=("exact", "typo"))

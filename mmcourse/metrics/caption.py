@@ -1166,18 +1166,44 @@ def _paraphrases(vocab: set[str]) -> tuple[dict, int] | None:
     return _PARAPHRASES["table"], _PARAPHRASES["longest"]
 
 
+METEOR_MODULES: tuple[str, ...] = ("exact", "stem", "synonym", "paraphrase")
+
+
+def meteor_resources(vocabulary: set[str], modules: tuple[str, ...] = METEOR_MODULES) -> dict:
+    """The data METEOR's synonym and paraphrase matchers need for sentences over ``vocabulary``:
+    ``{"wordnet": ..., "paraphrase": ...}`` (each None without pycocoevalcap's copy of the jar's
+    data). The paraphrase table is read once per new vocabulary. Built in §42.2."""
+    resources: dict = {}
+    if "synonym" in modules:
+        resources["wordnet"] = _wordnet()
+    if "paraphrase" in modules:
+        resources["paraphrase"] = _paraphrases(set(vocabulary))
+    return resources
+
+
+def meteor_align(test: list[str], ref: list[str], modules: tuple[str, ...] = METEOR_MODULES,
+                 resources: dict | None = None) -> tuple[list[tuple[int, int, int, int, int]], int]:
+    """METEOR 1.5's alignment of a candidate and a reference, both lists of normalised tokens
+    (:func:`meteor_normalize`): the matches as ``(reference start, reference length, test start,
+    test length, index into modules)`` in reference order, and the number of chunks. ``resources``
+    from :func:`meteor_resources` (built for these words when not given). Built in §42.2."""
+    unknown = [m for m in modules if m not in METEOR_WEIGHTS]
+    if unknown:
+        raise ValueError(f"unknown METEOR modules {unknown}, expected some of {METEOR_MODULES}")
+    if resources is None:
+        resources = meteor_resources(set(test) | set(ref), modules)
+    alignment, chunks = _align(test, ref, tuple(modules), resources)
+    return [m for m in alignment if m is not None], chunks
+
+
 def _meteor_python(cands: list[str], refs: list[list[str]], modules: tuple[str, ...],
                    ) -> tuple[float, list[float]]:
     """Score every candidate against its best reference; the corpus score comes from the summed
     statistics of those best pairs (chunks of perfect matches left out), as the jar's EVAL."""
     tests = [meteor_normalize(c.replace("|||", "").replace("  ", " ")).split() for c in cands]
     references = [[meteor_normalize(r).split() for r in rs] for rs in refs]
-    resources = {}
-    if "synonym" in modules:
-        resources["wordnet"] = _wordnet()
-    if "paraphrase" in modules:
-        vocab = set(chain.from_iterable(tests)) | {w for rs in references for r in rs for w in r}
-        resources["paraphrase"] = _paraphrases(vocab)
+    vocab = set(chain.from_iterable(tests)) | {w for rs in references for r in rs for w in r}
+    resources = meteor_resources(vocab, modules)
     weights = [METEOR_WEIGHTS[m] for m in modules]
     per_item = []
     total = np.zeros(5 + 4 * len(modules))
@@ -1232,7 +1258,7 @@ def _meteor_jar_scores(cands: list[str], refs: list[list[str]], modules: tuple[s
 
 def meteor(candidates: list[str], references: list[list[str]], tokenize: bool = True,
            backend: str = "python",
-           modules: tuple[str, ...] = ("exact", "stem", "synonym", "paraphrase"),
+           modules: tuple[str, ...] = METEOR_MODULES,
            ) -> tuple[float, list[float]]:
     """METEOR 1.5 of each candidate against its references (the best-scoring reference counts).
 
