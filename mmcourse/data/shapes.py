@@ -310,20 +310,20 @@ class ShapesWorld:
 
     def _questions(self, rng, objects: list[ShapeObject]) -> list[QA]:
         items: list[QA] = []
-        refs = [_reference(o, objects) for o in objects]
+        refs = [referring_expression(o, objects) for o in objects]
         referable = [k for k, r in enumerate(refs) if r is not None]
 
         # colour: name the object by shape (and size if needed), ask its colour
-        cands = [k for k in range(len(objects)) if _reference(objects[k], objects, use_color=False)]
+        cands = [k for k in range(len(objects)) if referring_expression(objects[k], objects, use_color=False)]
         if cands:
             k = cands[rng.integers(len(cands))]
-            ref = _reference(objects[k], objects, use_color=False)
+            ref = referring_expression(objects[k], objects, use_color=False)
             items.append(self._qa(rng, f"what colour is the {ref}?", objects[k].color, "other", "colour"))
         # shape: name the object by colour (and size if needed), ask its shape
-        cands = [k for k in range(len(objects)) if _reference(objects[k], objects, use_shape=False)]
+        cands = [k for k in range(len(objects)) if referring_expression(objects[k], objects, use_shape=False)]
         if cands:
             k = cands[rng.integers(len(cands))]
-            ref = _reference(objects[k], objects, use_shape=False)
+            ref = referring_expression(objects[k], objects, use_shape=False)
             items.append(self._qa(rng, f"what shape is the {ref}?", objects[k].shape, "other", "shape"))
         # count: all objects, one shape or one colour (zero allowed)
         kind = rng.integers(3)
@@ -396,8 +396,8 @@ def _variant(answer: str, rng) -> str:
     return (answer.capitalize(), answer + ".", answer + " ")[rng.integers(3)]
 
 
-def _reference(o: ShapeObject, objects: list[ShapeObject], use_color: bool = True,
-               use_shape: bool = True) -> str | None:
+def referring_expression(o: ShapeObject, objects: list[ShapeObject], use_color: bool = True,
+                         use_shape: bool = True) -> str | None:
     """The shortest phrase that picks out ``o`` among ``objects`` (None if none does).
 
     Tries the shape, then colour + shape, then size + colour + shape (leaving out the attribute a

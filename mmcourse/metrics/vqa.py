@@ -155,3 +155,40 @@ def vqa_accuracy_by_type(predictions: list[str], answers: list[list[str]], answe
     plus ``"overall"``. Built in §42.1."""
     corpus, _, by_type = vqa_accuracy(predictions, answers, answer_types, n_answers)
     return {"overall": corpus, **by_type}
+
+
+def gqa_consistency(predictions: list[str], answers: list[str],
+                    entailed: list[list[int]]) -> tuple[float, int]:
+    """GQA's consistency (Hudson & Manning 2019, ``eval.py``): how often a model that answers a
+    question correctly also answers the questions that answer *entails*.
+
+    ``predictions`` and ``answers`` hold Q strings (a prediction is right when it equals its single
+    gold answer exactly, as GQA scores); ``entailed[i]`` lists the indices of the questions whose
+    answers follow from question ``i``'s answer (``i`` itself is ignored, as there). For every
+    question answered correctly with at least one entailed question, the accuracy over its
+    entailed questions; consistency is the mean of these. Returns ``(consistency, n)`` with ``n``
+    the number of questions averaged; ``(nan, 0)`` when no question qualifies (the official script
+    reports 0 then, which reads as a total failure). Built in §42.1.
+    """
+    if not isinstance(predictions, (list, tuple)) or not isinstance(answers, (list, tuple)):
+        raise ValueError("expected predictions: list[str] and answers: list[str]")
+    if not len(predictions) == len(answers) == len(entailed):
+        raise ValueError(f"expected one prediction, one answer and one entailed list per question, "
+                         f"got {len(predictions)}, {len(answers)} and {len(entailed)}")
+    for i, (pred, gold) in enumerate(zip(predictions, answers)):
+        if not isinstance(pred, str) or not isinstance(gold, str):
+            raise ValueError(f"expected question {i}'s prediction and answer to be str, got "
+                             f"{type(pred).__name__} and {type(gold).__name__}")
+    scores = []
+    for i, links in enumerate(entailed):
+        if isinstance(links, (str, int)) or not all(isinstance(j, int) for j in links):
+            raise ValueError(f"expected entailed[{i}] to be a list of int, got {links!r}")
+        if any(not 0 <= j < len(answers) for j in links):
+            raise ValueError(f"expected entailed[{i}] to index the {len(answers)} questions, "
+                             f"got {list(links)}")
+        others = [j for j in links if j != i]
+        if predictions[i] == answers[i] and others:
+            scores.append(sum(predictions[j] == answers[j] for j in others) / len(others))
+    if not scores:
+        return float("nan"), 0
+    return sum(scores) / len(scores), len(scores)
