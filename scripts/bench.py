@@ -109,9 +109,9 @@ def render(results: dict) -> str:
     lines.append("| **all notebooks** | " + " | ".join(totals) + " |")
     lines += ["", "## The synthetic world's generators (seconds)", "",
               "Pure-Python work on one core, measured in the same run as the notebooks: it doubles as a",
-              "speed check of the machine. Shared cloud machines vary; on this project's 2-core machine",
-              "10 000 scenes took 5.7 s on a quiet afternoon and 10.5 s on a slow evening, and the notebooks",
-              "slow down with it (§39.3: 75 s and 97 s).", "",
+              "speed check of the machine. Shared cloud machines vary: on this project's 2-core machine",
+              "10 000 scenes took from 5.7 s to 10.5 s in runs on one day, and the notebooks slow down",
+              "with it (§39.3 from 75 s to 97 s).", "",
               "| task | " + " | ".join(labels) + " |",
               "|---|" + "---|" * len(labels)]
     names = {"shapesworld_10k_scenes_s": "10 000 ShapesWorld scenes (image, captions, QA, scene graph)",
