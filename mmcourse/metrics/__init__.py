@@ -6,6 +6,7 @@ from .documents import anls
 from .embeddings import cone_statistics, gap_vector, modality_gap
 from .generation import clip_score, fid, inception_score, kid
 from .retrieval import recall_at_k, retrieval_scores
+from .ranking import ndcg, ranking_metrics, scores_to_ranks
 from .vqa import gqa_consistency, normalize_answer, vqa_accuracy, vqa_accuracy_by_type
 
 __all__ = ["cone_statistics", "gap_vector", "modality_gap", "recall_at_k", "retrieval_scores",
@@ -13,3 +14,4 @@ __all__ = ["cone_statistics", "gap_vector", "modality_gap", "recall_at_k", "retr
            "meteor_align", "meteor_resources", "spice",
            "vqa_accuracy", "vqa_accuracy_by_type", "normalize_answer", "gqa_consistency", "wer",
            "cer", "edit_distance", "anls", "fid", "kid", "inception_score", "clip_score"]
+__all__ += ["ndcg", "ranking_metrics", "scores_to_ranks"]
