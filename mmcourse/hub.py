@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from functools import lru_cache
+from pathlib import Path
 
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MMCOURSE_OFFLINE")
 
@@ -47,3 +48,29 @@ def from_pretrained(cls, repo_id: str, **kwargs):
     if not online():
         raise RuntimeError(f"cannot load {repo_id!r}: the Hugging Face Hub is not reachable (offline)")
     return cls.from_pretrained(repo_id, **kwargs)
+
+
+#: where :func:`book_file` fetches a data file when the book's repository is not checked out
+#: (as on Colab, where only the package is installed); the repository of ``_config.yml``
+BOOK_RAW_URL = "https://github.com/mmcourse-book/multimodal-llms/raw/main/"
+
+
+def book_file(relpath: str) -> Path:
+    """The path of a file the book ships (``data/...``): found in the current folder or one of its
+    parents, as when a notebook runs inside the repository. Elsewhere (Colab), and only when
+    online, it is fetched once from the book's repository into a temporary folder; offline a
+    FileNotFoundError says how to get it. Used by §40.1–§40.3 for their shipped checkpoints."""
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / relpath).is_file():
+            return folder / relpath
+    if not online(host="github.com"):
+        raise FileNotFoundError(f"{relpath} is not in this folder or its parents, and we are offline: "
+                                "run the notebook inside a clone of the book's repository")
+    import tempfile
+    import urllib.request
+
+    target = Path(tempfile.gettempdir()) / "mmcourse-book" / relpath
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        urllib.request.urlretrieve(BOOK_RAW_URL + relpath, target)
+    return target

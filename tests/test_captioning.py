@@ -1,7 +1,11 @@
-"""mmcourse.models.captioning: features, the two captioners, their losses, greedy and beam search."""
+"""mmcourse.models.captioning: the encoder, features, the two captioners, their losses, decoding
+and checkpoints."""
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,12 +13,15 @@ import torch
 import transformers
 
 from mmcourse.models import (BeamSearchOutput, BottomUpTopDown, BottomUpTopDownConfig,
-                             ShowAttendTell, ShowAttendTellConfig, beam_search, beam_step,
-                             box_weights, caption_loss, doubly_stochastic_penalty, greedy_search,
-                             grid_features, region_features)
+                             GridEncoder, ShowAttendTell, ShowAttendTellConfig, beam_search,
+                             beam_step, box_weights, caption_batches, caption_loss,
+                             captioner_loss, cell_labels, doubly_stochastic_penalty,
+                             greedy_search, grid_features, load_captioners, region_features,
+                             save_captioners)
 
 PAD, BOS, EOS, V = 0, 1, 2, 11
-MODELS = {"SAT": (ShowAttendTell, ShowAttendTellConfig), "BUTD": (BottomUpTopDown, BottomUpTopDownConfig)}
+MODELS = {"SAT": (ShowAttendTell, ShowAttendTellConfig),
+          "BUTD": (BottomUpTopDown, BottomUpTopDownConfig)}
 
 
 def make_model(name: str, feature_dim: int = 6, seed: int = 0, dropout: float = 0.0):
@@ -33,6 +40,53 @@ def captions(lengths: list[int], seed: int = 0) -> torch.Tensor:
         ids[i, 0], ids[i, n + 1] = BOS, EOS
         ids[i, 1:n + 1] = torch.randint(3, V, (n,), generator=g)
     return ids
+
+
+# ---------------------------------------------------------------------------- the encoder
+def test_grid_encoder_shapes_and_pretraining():
+    torch.manual_seed(0)
+    encoder = GridEncoder(n_colours=3, n_shapes=2, width=16)
+    images = torch.rand(4, 3, 32, 32)
+    assert encoder(images).shape == (4, 16, 4, 4)
+    colour, shape, size = encoder.cell_logits(images)
+    assert colour.shape == (4, 4, 4, 4) and shape.shape == (4, 3, 4, 4)
+    assert size.shape == (4, 3, 4, 4)
+    labels = torch.randint(0, 3, (4, 3, 4, 4))
+    loss = encoder.pretraining_loss(images, labels)
+    expected = sum(torch.nn.functional.cross_entropy(lg, labels[:, k])
+                   for k, lg in enumerate((colour, shape, size)))
+    assert torch.allclose(loss, expected)
+    opt = torch.optim.Adam(encoder.parameters(), lr=1e-2)
+    first = loss.item()
+    for _ in range(30):
+        loss = encoder.pretraining_loss(images, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.7 * first
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        encoder(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="n_shapes must be a positive int"):
+        GridEncoder(3, 0)
+
+
+def test_cell_labels_name_the_object_covering_each_cell():
+    obj = lambda color, shape, size, box: SimpleNamespace(color=color, shape=shape, size=size,
+                                                          box=box)
+    scenes = [SimpleNamespace(image=np.zeros((32, 32, 3)), objects=[
+                  obj("blue", "star", "large", (0, 0, 16, 16)),  # cells (0..1, 0..1) of 4x4
+                  obj("red", "circle", "small", (18, 24, 26, 32))]),  # a quarter+ of 4 cells
+              SimpleNamespace(image=np.zeros((32, 32, 3)), objects=[])]
+    labels = cell_labels(scenes, ["red", "blue"], ["circle", "star"], grid=4)
+    assert labels.shape == (2, 3, 4, 4) and labels.dtype == torch.long
+    assert (labels[0, :, :2, :2] == torch.tensor([2, 2, 2])[:, None, None]).all()
+    # the small box covers 6/8 x 8/8 of cell (3, 2) and 2/8 x 8/8 of cell (3, 3)
+    assert labels[0, :, 3, 2].tolist() == [1, 1, 1] and labels[0, :, 3, 3].tolist() == [1, 1, 1]
+    assert cell_labels(scenes, ["red", "blue"], ["circle", "star"], grid=4,
+                       min_cover=0.5)[0, :, 3, 3].tolist() == [0, 0, 0]
+    assert labels[0, :, 2].sum() == 0 and labels[0, :, :2, 2:].sum() == 0 and labels[1].sum() == 0
+    with pytest.raises(ValueError, match="at least one scene"):
+        cell_labels([], ["red"], ["circle"])
 
 
 # ---------------------------------------------------------------------------- features
@@ -125,6 +179,79 @@ def test_teacher_forcing_loss_decreases_on_a_tiny_batch(name):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.4 * losses[0], losses[::10]
+
+
+def test_caption_batches_draw_one_reference_per_image_by_step():
+    features, mask = torch.arange(6.0)[:, None, None].expand(6, 2, 3), torch.ones(6, 2, dtype=bool)
+    ids = torch.stack([captions([1 + i % 3, 4, 2], seed=i) for i in range(6)])  # (6, 3, 6)
+    batches = caption_batches(features, mask, ids, batch_size=5, pad_id=PAD)
+    f, m, b = batches(7)
+    assert f.shape == (5, 2, 3) and m.shape == (5, 2) and b.shape[0] == 5
+    assert (b != PAD).sum(1).max() == b.shape[1]  # cut to the longest caption of the batch
+    for row in range(5):
+        image = int(f[row, 0, 0])
+        assert any(torch.equal(b[row], r[: b.shape[1]]) for r in ids[image])
+    assert all(torch.equal(x, y) for x, y in zip(batches(7), caption_batches(
+        features, mask, ids, 5, PAD)(7)))
+    assert not torch.equal(batches(7)[0], batches(8)[0])
+    with pytest.raises(ValueError, match=r"input_ids \(S, R, L\)"):
+        caption_batches(features, mask, ids[:, 0], 5, PAD)
+
+
+def test_captioner_loss_adds_the_penalty():
+    model = make_model("SAT")
+    features, mask, ids = torch.randn(3, 5, 6), torch.ones(3, 5, dtype=bool), captions([2, 4, 3])
+    out = model(features, mask, ids)
+    plain = caption_loss(out.logits, ids[:, 1:], PAD)
+    penalty = doubly_stochastic_penalty(out.alphas, ids[:, 1:] != PAD, mask)
+    assert torch.allclose(captioner_loss(model, (features, mask, ids)), plain)
+    assert torch.allclose(captioner_loss(model, (features, mask, ids), 0.5), plain + 0.5 * penalty)
+
+
+def test_save_and_load_captioners_round_trip(tmp_path):
+    torch.manual_seed(0)
+    encoder = GridEncoder(3, 2, width=6).eval()
+    models = {"SAT": make_model("SAT", feature_dim=10), "BUTD": make_model("BUTD", seed=1)}
+    vocab = [f"w{i}" for i in range(V)]
+    save_captioners(tmp_path / "c.safetensors", encoder, models, vocab, notes="hello")
+    enc, loaded, info = load_captioners(tmp_path / "c.safetensors")
+    assert info == {"vocab": vocab, "notes": "hello"} and set(loaded) == {"SAT", "BUTD"}
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.equal(enc(images), encoder(images)) and not enc.training
+    assert type(loaded["BUTD"]) is BottomUpTopDown and loaded["SAT"].config == models["SAT"].config
+    for name, model in models.items():
+        features = torch.randn(2, 4, model.config.feature_dim)
+        assert torch.equal(loaded[name].generate(features, beam_width=2, max_length=6),
+                           model.generate(features, beam_width=2, max_length=6))
+    with pytest.raises(ValueError, match="names without dots"):
+        save_captioners(tmp_path / "d.safetensors", encoder, {"a.b": models["SAT"]}, vocab)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "captioners-shapes.safetensors"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="data/captioners-shapes.safetensors not made yet")
+def test_shipped_captioners_load_and_reach_the_targets():
+    """§40.2's targets on 500 unseen test scenes: CIDEr-D >= 1.0 and BUTD >= SAT (greedy)."""
+    from mmcourse.data.shapes import ShapesWorld, to_tensor
+    from mmcourse.metrics.caption import cider_d
+    from mmcourse.models import CaptionTokenizer
+
+    encoder, captioners, info = load_captioners(SHIPPED)
+    world = ShapesWorld(seed=0)
+    tokenizer = CaptionTokenizer.from_texts([c for s in world.scenes(3000) for c in s.captions])
+    assert info["vocab"] == tokenizer.vocab
+    test = world.scenes(500, split="test")
+    with torch.no_grad():
+        fmap = encoder(to_tensor(test))
+    features = {"SAT": grid_features(fmap), "BUTD": region_features(fmap, [s.boxes for s in test],
+                                                                    world.image_size)}
+    scores = {}
+    for name, model in captioners.items():
+        out = model.generate(*features[name], max_length=30)
+        texts = [re.sub(r" ([,:])", r"\1", tokenizer.decode(row)) for row in out]
+        scores[name] = cider_d(texts, [s.captions for s in test])[0]
+    assert min(scores.values()) >= 1.0 and scores["BUTD"] >= scores["SAT"], scores
 
 
 def test_caption_loss_ignores_padding():

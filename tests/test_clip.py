@@ -4,6 +4,7 @@ Offline: tiny random transformers models, no download.
 """
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -93,6 +94,81 @@ def test_clip_matches_transformers(name):
         assert torch.allclose(value, hidden[layer], atol=TOL), layer
     assert torch.allclose(features[-1], expected.vision_model_output.last_hidden_state, atol=TOL)
     assert ours.logit_scale.item() == pytest.approx(reference.logit_scale.exp().item())
+
+
+#: how the texts of a random sweep end: <eos> the highest id (OpenAI's layout), <eos> an id in the
+#: middle of the vocabulary (pooled at its first occurrence), the legacy eos_token_id == 2 (pooled at
+#: the highest id), or padding written with the <eos> id itself (as CLIPTokenizer pads)
+EOS_STYLES = ("highest", "middle", "legacy-2", "pad-with-eos")
+
+
+def random_spec(seed: int) -> dict:
+    """A random tiny CLIP configuration and batch, different from the named ones above: widths,
+    depths, heads, patch and image sizes, channels, text length, activation and eos layout."""
+    g = random.Random(seed)
+    heads_t, heads_v = g.choice([1, 2, 4]), g.choice([1, 2, 3])
+    patch = g.choice([2, 3, 4, 5, 7])
+    vocab = g.choice([60, 99, 130])
+    style = EOS_STYLES[seed % len(EOS_STYLES)]
+    eos = {"highest": vocab - 1, "middle": vocab // 2, "legacy-2": 2, "pad-with-eos": vocab - 1}
+    return dict(
+        text=dict(hidden_size=heads_t * g.choice([4, 6, 8]), num_attention_heads=heads_t,
+                  intermediate_size=g.choice([8, 20, 33]), num_hidden_layers=g.choice([1, 2, 3]),
+                  max_position_embeddings=g.choice([7, 12, 20]), vocab_size=vocab,
+                  layer_norm_eps=g.choice([1e-5, 1e-6])),
+        vision=dict(image_size=patch * g.choice([1, 2, 3, 4]), patch_size=patch,
+                    num_channels=g.choice([1, 3]), hidden_size=heads_v * g.choice([4, 6, 10]),
+                    num_attention_heads=heads_v, intermediate_size=g.choice([8, 24, 40]),
+                    num_hidden_layers=g.choice([1, 2, 3])),
+        projection_dim=g.choice([3, 8, 24]), act=g.choice(["quick_gelu", "gelu", "gelu_new"]),
+        eos=eos[style], style=style, batch=(g.choice([1, 2, 5]), g.choice([2, 3, 6])))
+
+
+def random_texts(spec: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded texts of uneven lengths (one of them full length) in ``spec``'s layout."""
+    g = torch.Generator().manual_seed(seed)
+    n_texts, length = spec["batch"][1], spec["text"]["max_position_embeddings"]
+    vocab, eos, style = spec["text"]["vocab_size"], spec["eos"], spec["style"]
+    high = eos if style in ("highest", "pad-with-eos") else vocab
+    ids = torch.randint(3, high, (n_texts, length), generator=g)
+    ids[ids == eos] = 3  # one <eos> per text (a second one would be pooled only if it came first)
+    mask = torch.ones_like(ids)
+    for row in range(n_texts):
+        n = length if row == 0 else int(torch.randint(2, length + 1, (1,), generator=g))
+        ids[row, n - 1] = eos
+        ids[row, n:] = eos if style == "pad-with-eos" else 0
+        mask[row, n:] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_clip_matches_transformers_on_a_random_sweep(seed):
+    spec = random_spec(seed)
+    text = dict(spec["text"])
+    hf = transformers.CLIPConfig(
+        text_config=dict(bos_token_id=1, eos_token_id=spec["eos"], hidden_act=spec["act"], **text),
+        vision_config=dict(hidden_act=spec["act"], **spec["vision"]),
+        projection_dim=spec["projection_dim"], logit_scale_init_value=1.0 + seed / 7)
+    torch.manual_seed(seed)
+    reference = transformers.CLIPModel(hf).eval()
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if name != "logit_scale":
+                is_norm_weight = re.search(r"(layer_?norm|layrnorm)\w*\.weight", name)
+                param.copy_(0.2 * torch.randn_like(param) + (1.0 if is_norm_weight else 0.0))
+    ours = CLIP.from_transformers(reference)
+    size, channels = spec["vision"]["image_size"], spec["vision"]["num_channels"]
+    pixels = torch.randn(spec["batch"][0], channels, size, size,
+                         generator=torch.Generator().manual_seed(seed))
+    ids, mask = random_texts(spec, seed)
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels, input_ids=ids, attention_mask=mask)
+        got = ours(pixel_values=pixels, input_ids=ids, attention_mask=mask)
+    assert got.logits_per_image.shape == spec["batch"]
+    assert torch.allclose(got.logits_per_image, expected.logits_per_image, atol=TOL, rtol=0)
+    assert torch.allclose(got.text_embeds, expected.text_embeds, atol=TOL, rtol=0)
+    # the texts really pool at different positions, so a wrong <eos> rule would show
+    assert len(set(ours.text.eos_positions(ids).tolist())) > 1 or len(ids) == 1
 
 
 def test_legacy_eos_pools_at_the_highest_id_and_new_eos_at_its_first_occurrence():

@@ -37,8 +37,9 @@ def test_history_questions_are_answered_about_the_focus(dialogues):
 def test_relevance():
     red = Answer("red", "colour", frozenset({("colour", "red")}))
     it_red = Answer("it is red", "colour", frozenset({("colour", "red")}))
-    red_circle = Answer("a red circle", "object", frozenset({("colour", "red"), ("shape", "circle")}))
-    blue_circle = Answer("a blue circle", "object", frozenset({("colour", "blue"), ("shape", "circle")}))
+    circle = ("shape", "circle")
+    red_circle = Answer("a red circle", "object", frozenset({("colour", "red"), circle}))
+    blue_circle = Answer("a blue circle", "object", frozenset({("colour", "blue"), circle}))
     assert relevance(it_red, red) == 1.0 and relevance(red, red_circle) == 0.5
     assert relevance(blue_circle, red_circle) == 0.0
 

@@ -9,7 +9,8 @@ from mmcourse.metrics import ndcg, ranking_metrics, scores_to_ranks
 
 def test_ranks_and_ties():
     scores = torch.tensor([[0.1, 0.9, 0.5], [1.0, 1.0, 0.0]])
-    assert scores_to_ranks(scores).tolist() == [[3, 1, 2], [1, 2, 3]]  # ties: earlier candidate first
+    # ties: the earlier candidate first
+    assert scores_to_ranks(scores).tolist() == [[3, 1, 2], [1, 2, 3]]
 
 
 def test_metrics_by_hand():

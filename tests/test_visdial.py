@@ -34,6 +34,9 @@ def test_sentence_encoder_ignores_padding():
     a = enc(torch.tensor([[3, 4, 0, 0]]))
     b = enc(torch.tensor([[3, 4]]))
     assert torch.allclose(a, b)
+    with torch.no_grad():
+        enc.position.normal_()  # learned gates: then the order of words counts
+    assert not torch.allclose(enc(torch.tensor([[3, 4]])), enc(torch.tensor([[4, 3]])))
 
 
 @pytest.mark.parametrize("encoder,history,decoder", [
@@ -42,7 +45,8 @@ def test_sentence_encoder_ignores_padding():
 def test_models_shapes_and_learning(setup, encoder, history, decoder):
     vocab, data, pool_ids = setup
     torch.manual_seed(0)
-    model = VisDialModel(VisDialConfig(len(vocab), vocab.attribute_ids(), encoder=encoder, history=history, decoder=decoder))
+    model = VisDialModel(VisDialConfig(len(vocab), vocab.attribute_ids(), encoder=encoder,
+                                       history=history, decoder=decoder))
     batch = data.select(torch.arange(16))
     assert model.scores(batch, pool_ids).shape == (16, 100)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -60,9 +64,11 @@ def test_history_is_used_only_when_asked(setup):
     other = data.select(torch.arange(8, 16))
     donor = data.select(torch.arange(16, 24))  # the history of another dialogue
     other.history, other.facts, other.dialogue = donor.history, donor.facts, donor.dialogue
-    for encoder, history, changes in (("late", False, False), ("late", True, True), ("memory", True, True)):
+    for encoder, history, changes in (("late", False, False), ("late", True, True),
+                                      ("memory", True, True)):
         torch.manual_seed(0)
-        model = VisDialModel(VisDialConfig(len(vocab), vocab.attribute_ids(), encoder=encoder, history=history)).eval()
+        config = VisDialConfig(len(vocab), vocab.attribute_ids(), encoder=encoder, history=history)
+        model = VisDialModel(config).eval()
         same = torch.allclose(model.scores(batch, pool_ids), model.scores(other, pool_ids))
         assert same != changes
 
@@ -70,30 +76,32 @@ def test_history_is_used_only_when_asked(setup):
 def test_generate_and_config_errors(setup):
     vocab, data, pool_ids = setup
     model = VisDialModel(VisDialConfig(len(vocab), vocab.attribute_ids(), decoder="generative"))
-    assert model.decoder.generate(model.encoder(data.select(torch.arange(3))), max_len=5).shape == (3, 5)
+    encoded = model.encoder(data.select(torch.arange(3)))
+    assert model.decoder.generate(encoded, max_len=5).shape == (3, 5)
     with pytest.raises(ValueError, match="encoder must be"):
         VisDialConfig(10, tuple(range(13)), encoder="hierarchical")
     with pytest.raises(ValueError, match="memory network without history"):
         VisDialModel(VisDialConfig(10, tuple(range(13)), encoder="memory", history=False))
 
 
-def test_per_dialogue_encoding_is_exact(setup):
+def test_sentence_encoder_position_gates():
+    enc = SentenceEncoder(torch.nn.Embedding(10, 4, padding_idx=0), 6, max_len=5)
+    with torch.no_grad():
+        enc.position[1:] = 0  # only the last real word counts
+    assert torch.allclose(enc(torch.tensor([[3, 4, 0]])), enc(torch.tensor([[7, 4, 0]])))
+    assert not torch.allclose(enc(torch.tensor([[3, 4, 0]])), enc(torch.tensor([[3, 7, 0]])))
+    with pytest.raises(ValueError, match="L <= 5"):
+        enc(torch.ones(2, 6, dtype=torch.long))
+
+
+def test_memory_network_reads_the_earlier_facts_only(setup):
     vocab, data, pool_ids = setup
-    batch = data.select(torch.tensor([9, 3, 8, 12, 0, 15]))  # rounds of dialogues 1, 0, 1, 1, 0, 1
     torch.manual_seed(0)
-    model = VisDialModel(VisDialConfig(len(vocab), vocab.attribute_ids(), encoder="late"))
-    enc = model.encoder
-    fast = enc(batch)
-    q, h = enc.question(batch.questions), enc.history(batch.history)
-    v = enc.image(batch.objects, batch.object_mask, q + h)
-    naive = torch.tanh(enc.fuse(torch.cat([v, q, h], 1)))
-    assert torch.allclose(fast, naive, atol=1e-6)
-    mn = VisDialModel(VisDialConfig(len(vocab), vocab.attribute_ids(), encoder="memory")).encoder
-    B, T, L = batch.facts.shape
-    facts = mn.fact(batch.facts.reshape(B * T, L)).view(B, T, -1)
-    facts = facts + mn.age((batch.round[:, None] - torch.arange(T)).clamp(min=0))
-    q = mn.question(batch.questions)
-    memory, _ = memory_read(q, facts, batch.fact_mask)
-    v = mn.image(batch.objects, batch.object_mask, q + memory)
-    naive = torch.tanh(mn.fuse(torch.cat([v, q + memory], 1)))
-    assert torch.allclose(mn(batch), naive, atol=1e-6)
+    model = VisDialModel(VisDialConfig(len(vocab), vocab.attribute_ids(), encoder="memory")).eval()
+    batch = data.select(torch.arange(8))
+    later = data.select(torch.arange(8))
+    later.facts = later.facts.clone()
+    later.facts[torch.arange(8), later.round + 1] = 5  # change each round's own (not yet said) fact
+    _, weights = model.encoder(batch, return_attention=True)
+    assert (weights[~batch.fact_mask] == 0).all()
+    assert torch.allclose(model.scores(batch, pool_ids), model.scores(later, pool_ids))

@@ -61,13 +61,17 @@ class Dialogue:
 def _forms(kind: str, value, question_kind: str = "") -> list[tuple[str, frozenset]]:
     """All paraphrases of one answer, most common first, with the facts they state."""
     if kind == "colour":
-        return [(t, frozenset({("colour", value)})) for t in (value, f"it is {value}", f"it's {value}")]
+        texts = (value, f"it is {value}", f"it's {value}")
+        return [(t, frozenset({("colour", value)})) for t in texts]
     if kind == "shape":
-        return [(t, frozenset({("shape", value)})) for t in (f"a {value}", f"it is a {value}", value)]
+        texts = (f"a {value}", f"it is a {value}", value)
+        return [(t, frozenset({("shape", value)})) for t in texts]
     if kind == "size":
-        return [(t, frozenset({("size", value)})) for t in (value, f"it is {value}", f"it's {value}")]
+        texts = (value, f"it is {value}", f"it's {value}")
+        return [(t, frozenset({("size", value)})) for t in texts]
     if kind == "yes/no":
-        tail = {"yes": ("yes it is", "yes there is"), "no": ("no it is not", "no there is not")}[value]
+        tail = {"yes": ("yes it is", "yes there is"),
+                "no": ("no it is not", "no there is not")}[value]
         second = tail[1] if question_kind == "existence" else tail[0]
         slang = {"yes": "yep", "no": "nope"}[value]
         return [(t, frozenset({("answer", value)})) for t in (value, second, slang)]
@@ -82,12 +86,14 @@ def _forms(kind: str, value, question_kind: str = "") -> list[tuple[str, frozens
     if kind == "object":
         color, shape = value
         facts = frozenset({("colour", color), ("shape", shape)})
-        return [(t, facts) for t in (f"{_article(color)} {color} {shape}", f"it is {_article(color)} {color} {shape}",
+        named = f"{_article(color)} {color} {shape}"
+        return [(t, facts) for t in (named, f"it is {named}",
                                      f"{color} {shape}")]
     raise ValueError(f"unknown answer kind {kind!r}; expected one of {ANSWER_KINDS}")
 
 
-def answer_pool(colors: tuple[str, ...] = tuple(COLORS), shapes: tuple[str, ...] = SHAPES) -> list[Answer]:
+def answer_pool(colors: tuple[str, ...] = tuple(COLORS),
+                shapes: tuple[str, ...] = SHAPES) -> list[Answer]:
     """Every answer the generator can give (a fixed, ordered list): the candidate pool."""
     values = {
         "colour": list(colors), "shape": list(shapes), "size": ["small", "large"],
@@ -141,11 +147,13 @@ def _ellipsis_targets(objects: list[ShapeObject], focus: int, last_attr: str | N
     use = {"colour": dict(use_color=False), "shape": dict(use_shape=False), "size": {}}[last_attr]
     named = [(k, referring_expression(objects[k], objects, **use)) for k in others]
     if last_attr == "size":  # a name with the size in it would give the answer away
-        named = [(k, r) for k, r in named if r is not None and "small" not in r and "large" not in r]
+        named = [(k, r) for k, r in named
+                 if r is not None and "small" not in r and "large" not in r]
     return [(k, f"and the {r}?") for k, r in named if r is not None]
 
 
-def make_dialogue(scene: Scene, rounds: int = 8, seed: int = 0, p_history: float = 0.55) -> Dialogue:
+def make_dialogue(scene: Scene, rounds: int = 8, seed: int = 0,
+                  p_history: float = 0.55) -> Dialogue:
     """A dialogue of ``rounds`` rounds about ``scene`` (deterministic in ``seed`` and the scene).
 
     Image-only questions ask a count, an existence, the colour or shape of an object named
@@ -161,7 +169,7 @@ def make_dialogue(scene: Scene, rounds: int = 8, seed: int = 0, p_history: float
                                  scene.index])
     out: list[Round] = []
     focus: int | None = None
-    last_attr: str | None = None  # the attribute ("colour", "shape", "size") the last question asked
+    last_attr: str | None = None  # the attribute the last question asked: colour, shape, size
     for _ in range(rounds):
         if focus is not None and rng.random() < p_history:
             o = objects[focus]
@@ -191,7 +199,8 @@ def make_dialogue(scene: Scene, rounds: int = 8, seed: int = 0, p_history: float
             continue
         kind = rng.integers(5)
         if kind == 0:
-            out.append(Round("how many objects are there?", _answer(rng, "count", len(objects)), False))
+            count = _answer(rng, "count", len(objects))
+            out.append(Round("how many objects are there?", count, False))
         elif kind == 1:
             k = int(rng.integers(len(objects)))
             if rng.random() < 0.5:
@@ -204,7 +213,8 @@ def make_dialogue(scene: Scene, rounds: int = 8, seed: int = 0, p_history: float
             ans = _answer(rng, "yes/no", "yes" if exists else "no", "existence")
             out.append(Round(f"is there {_article(color)} {color} {shape}?", ans, False))
             if exists:
-                focus = next(j for j, o in enumerate(objects) if (o.color, o.shape) == (color, shape))
+                focus = next(j for j, o in enumerate(objects)
+                             if (o.color, o.shape) == (color, shape))
                 last_attr = None
         elif kind in (2, 3):
             attr = ("colour", "shape")[kind - 2]
@@ -221,9 +231,11 @@ def make_dialogue(scene: Scene, rounds: int = 8, seed: int = 0, p_history: float
             focus, last_attr = k, attr
         else:
             side = ("leftmost", "rightmost")[rng.integers(2)]
-            k = min(range(len(objects)), key=lambda j: objects[j].center[0] * (1 if side == "leftmost" else -1))
+            sign = 1 if side == "leftmost" else -1
+            k = min(range(len(objects)), key=lambda j: objects[j].center[0] * sign)
             o = objects[k]
-            question = f"what is the {side} object?" if len(objects) > 1 else "what is in the picture?"
+            question = (f"what is the {side} object?" if len(objects) > 1
+                        else "what is in the picture?")
             out.append(Round(question, _answer(rng, "object", (o.color, o.shape)), False))
             focus, last_attr = k, None
     return Dialogue(scene, scene.captions[0], out)
@@ -250,7 +262,8 @@ def candidates(truth: np.ndarray, kinds: np.ndarray, popular: np.ndarray, rng: n
     u = rng.random((len(truth), P))  # (N, P): random keys
     is_truth = np.arange(P)[None, :] == truth[:, None]
     same = (kinds[None, :] == kinds[truth][:, None]) & ~is_truth
-    same_rank = np.argsort(np.argsort(np.where(same, u, 2.0), axis=1), axis=1)  # order among same kind
+    # (N, P): the order of each answer among those of the same kind
+    same_rank = np.argsort(np.argsort(np.where(same, u, 2.0), axis=1), axis=1)
     pop_rank = np.full(P, P, dtype=np.float64)
     pop_rank[popular] = np.arange(len(popular))
     priority = np.where(is_truth, 0.0,
@@ -343,7 +356,8 @@ def object_features(scene: Scene, max_objects: int = 4) -> tuple[torch.Tensor, t
     for k, o in enumerate(scene.objects):
         feats[k, colors.index(o.color)] = 1
         feats[k, len(colors) + shapes.index(o.shape)] = 1
-        feats[k, -3:] = torch.tensor([float(o.size == "large"), o.center[0] / size, o.center[1] / size])
+        feats[k, -3:] = torch.tensor([float(o.size == "large"), o.center[0] / size,
+                                      o.center[1] / size])
     return feats, torch.arange(max_objects) < len(scene.objects)
 
 
@@ -359,7 +373,8 @@ def to_tensors(dialogues: list[Dialogue], vocab: Vocab, pool: list[Answer], popu
     kinds = np.array([a.kind for a in pool])
     popular_ids = np.array([index[t] for t in popular], dtype=np.int64)
     rel = np.array([[relevance(c, t) for c in pool] for t in pool], dtype=np.float32)  # (P, P)
-    fact_texts = [[d.caption] + [f"{r.question} {r.answer.text}" for r in d.rounds] for d in dialogues]
+    fact_texts = [[d.caption] + [f"{r.question} {r.answer.text}" for r in d.rounds]
+                  for d in dialogues]
     Lq = max(len(_words(r.question)) for d in dialogues for r in d.rounds)
     Lf = max(len(_words(t)) for ft in fact_texts for t in ft)
     Lh = max(sum(len(_words(t)) + 1 for t in ft[:-1]) for ft in fact_texts)
@@ -393,3 +408,41 @@ def to_tensors(dialogues: list[Dialogue], vocab: Vocab, pool: list[Answer], popu
         relevance=torch.from_numpy(rel)[t["answers"][:, None], t["candidates"]],
         truth=(t["candidates"] == t["answers"][:, None]).float().argmax(1),
         needs_history=torch.tensor(needs_history), dialogue=torch.arange(N) // R, round=rounds)
+
+
+@dataclass
+class VisDialSet:
+    """Everything §40.3 trains and scores on: the dialogues, the answer pool, the popular
+    answers, the vocabulary, the tensors of both splits, and ``pool_ids`` (P, 7): every pool
+    answer as ``<bos> words <eos>``, padded."""
+
+    train_dialogues: list[Dialogue]
+    test_dialogues: list[Dialogue]
+    pool: list[Answer]
+    popular: list[str]
+    vocab: Vocab
+    train: VisDialData
+    test: VisDialData
+    pool_ids: torch.Tensor
+
+
+def make_visdial(num_train: int = 4000, num_test: int = 200, rounds: int = 8,
+                 seed: int = 0) -> VisDialSet:
+    """The §40.3 data set: ``num_train`` dialogues on train scenes and ``num_test`` on held-out
+    test scenes of ``ShapesWorld(seed, image_size=32)``, ``rounds`` rounds each. The popular
+    answers come from the first 1000 training dialogues, so the test candidates are the same for
+    every ``num_train`` >= 1000 (the checkpoints of §40.3 were trained on more dialogues than the
+    notebook makes)."""
+    from .shapes import ShapesWorld
+
+    world = ShapesWorld(seed=seed, image_size=32)
+    train_dialogues = [make_dialogue(s, rounds) for s in world.scenes(num_train)]
+    test_dialogues = [make_dialogue(s, rounds) for s in world.scenes(num_test, split="test")]
+    pool = answer_pool()
+    popular = popular_answers(train_dialogues[:1000])  # the same for every num_train >= 1000
+    vocab = Vocab([a.text for a in pool] + [t for d in train_dialogues + test_dialogues
+                                            for t in [d.caption] + [r.question for r in d.rounds]])
+    pool_ids = torch.tensor([vocab.encode(a.text, 7, bos=True, eos=True) for a in pool])
+    return VisDialSet(train_dialogues, test_dialogues, pool, popular, vocab,
+                      to_tensors(train_dialogues, vocab, pool, popular, seed=1),
+                      to_tensors(test_dialogues, vocab, pool, popular, seed=2), pool_ids)

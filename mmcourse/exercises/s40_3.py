@@ -11,13 +11,15 @@ def _ndcg_cases() -> list[Case]:
     from mmcourse.metrics import ndcg
 
     g = torch.Generator().manual_seed(403)
-    hint = ("K = number of candidates with relevance > 0; sort the candidates by score (best first), "
+    hint = ("K = number of candidates with relevance > 0; sort the candidates by score "
+            "(best first), "
             "sum relevance / log2(position + 2) over the first K positions, and divide by the same "
             "sum with the relevance sorted from high to low.")
     cases = []
     for rounds, num in ((1, 4), (3, 10), (5, 100)):
         scores = torch.randn(rounds, num, generator=g)
-        relevance = (torch.rand(rounds, num, generator=g) < 0.3) * torch.rand(rounds, num, generator=g)
+        keep = torch.rand(rounds, num, generator=g) < 0.3
+        relevance = keep * torch.rand(rounds, num, generator=g)
         relevance[:, 0] = 1.0  # at least one relevant candidate per round
         cases.append(Case((scores, relevance), ndcg(scores, relevance),
                           f"{rounds} rounds x {num} candidates", hint=hint))

@@ -10,7 +10,8 @@ import torch
 
 def _check_scores(scores: torch.Tensor) -> None:
     if scores.dim() != 2:
-        raise ValueError(f"expected scores of shape (N, C) (rounds x candidates), got {tuple(scores.shape)}")
+        raise ValueError(f"expected scores of shape (N, C) (rounds x candidates), "
+                         f"got {tuple(scores.shape)}")
 
 
 def scores_to_ranks(scores: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,8 @@ def ndcg(scores: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
     """
     _check_scores(scores)
     if relevance.shape != scores.shape:
-        raise ValueError(f"expected relevance of shape {tuple(scores.shape)}, got {tuple(relevance.shape)}")
+        raise ValueError(f"expected relevance of shape {tuple(scores.shape)}, "
+                         f"got {tuple(relevance.shape)}")
     k = (relevance > 0).sum(dim=1)  # (N,)
     if (k == 0).any():
         raise ValueError("every round needs at least one candidate of non-zero relevance")
@@ -38,11 +40,13 @@ def ndcg(scores: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
     gains = relevance.float().gather(1, order)  # (N, C): relevance in the model's order
     ideal = relevance.float().sort(dim=1, descending=True).values  # (N, C): the best order
     positions = torch.arange(scores.shape[1], device=scores.device)
-    weights = (positions[None, :] < k[:, None]) / torch.log2(positions + 2.0)  # (N, C): top-K discounts
+    # (N, C): the discounts of the top K positions, 0 below
+    weights = (positions[None, :] < k[:, None]) / torch.log2(positions + 2.0)
     return (gains * weights).sum(1) / (ideal * weights).sum(1)
 
 
-def ranking_metrics(scores: torch.Tensor, truth: torch.Tensor, relevance: torch.Tensor | None = None,
+def ranking_metrics(scores: torch.Tensor, truth: torch.Tensor,
+                    relevance: torch.Tensor | None = None,
                     ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
     """VisDial's metrics from (N, C) candidate ``scores`` and the true answers' positions ``truth``
     (N,): MRR, R@k (the true answer among the top k), mean rank, and NDCG if ``relevance`` (N, C)

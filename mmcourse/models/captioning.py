@@ -10,14 +10,20 @@ attending to the features at every word:
   (:func:`region_features`, pooled inside boxes) with a top-down attention LSTM and a language
   LSTM.
 
-Training is teacher forcing (``model(features, mask, input_ids)``); decoding is greedy
+Both read the features of one small CNN, :class:`GridEncoder`, pretrained to name the object in
+each cell of its grid (:func:`cell_labels`). Training is teacher forcing (``model(features, mask,
+input_ids)``, :func:`caption_batches`, :func:`captioner_loss`); decoding is greedy
 (:func:`greedy_search`) or beam search (:func:`beam_search`, built on :func:`beam_step`), two
 functions that take any ``step_fn`` so that later sections decode their own models with them.
-Built in §40.2.
+:func:`save_captioners` / :func:`load_captioners` keep an encoder and its captioners in one
+safetensors file (``data/captioners-shapes.safetensors``, made by
+``scripts/make_captioners.py``). Built in §40.2.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,6 +33,72 @@ from torch import nn
 
 #: ``step_fn(tokens (B,), state, context) -> (log_probs (B, V), new state)``: one decoding step
 StepFn = Callable[[torch.Tensor, tuple, tuple], tuple[torch.Tensor, tuple]]
+
+
+# ---------------------------------------------------------------------------- the encoder
+class GridEncoder(nn.Module):
+    """The captioners' image encoder: a small CNN, images (B, 3, S, S) -> a feature map
+    (B, width, S/8, S/8) (8x8 cells for 64x64 images): a 4x4 patch convolution, then a 3x3
+    convolution of stride 2 and one of stride 1, each with batch norm and ReLU. Its 1x1 head
+    names the colour, shape and size of the object covering each cell (0: none), the task it is
+    pretrained on (:func:`cell_labels`), as BUTD's detector was trained to name objects and their
+    attributes. Built in §40.2."""
+
+    def __init__(self, n_colours: int, n_shapes: int, n_sizes: int = 2, width: int = 64) -> None:
+        super().__init__()
+        for name, value in (("n_colours", n_colours), ("n_shapes", n_shapes),
+                            ("n_sizes", n_sizes), ("width", width)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.config = {"n_colours": n_colours, "n_shapes": n_shapes, "n_sizes": n_sizes,
+                       "width": width}
+        self.sizes = [1 + n_colours, 1 + n_shapes, 1 + n_sizes]  # each with "none" as class 0
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 32, 4, stride=4), nn.BatchNorm2d(32), nn.ReLU(),  # -> (B, 32, S/4, S/4)
+            nn.Conv2d(32, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())  # S/8
+        self.head = nn.Conv2d(width, sum(self.sizes), 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, S, S) -> feature map (B, width, S/8, S/8)."""
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else images
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {shape}")
+        return self.features(images)
+
+    def cell_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The logits of each cell's colour, shape and size: three (B, classes, h, w)."""
+        return self.head(self(images)).split(self.sizes, dim=1)
+
+    def pretraining_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The sum of the three cross-entropies against :func:`cell_labels` (B, 3, h, w)."""
+        return sum(F.cross_entropy(logits, labels[:, k])
+                   for k, logits in enumerate(self.cell_logits(images)))
+
+
+def cell_labels(scenes: Sequence, colours: Sequence[str], shapes: Sequence[str],
+                grid: int = 8, min_cover: float = 0.2) -> torch.Tensor:
+    """What :class:`GridEncoder` is pretrained to name: for each cell of a ``grid`` x ``grid``
+    grid over each scene, the colour, shape and size (ids from 1, in the order of ``colours``,
+    ``shapes`` and ("small", "large")) of the object whose box covers most of the cell, or 0 if
+    no box covers at least ``min_cover`` of it. Scenes are ShapesWorld scenes (``.image``,
+    ``.objects``). Returns (S, 3, grid, grid). Built in §40.2."""
+    if not scenes:
+        raise ValueError("expected at least one scene, got none")
+    size = scenes[0].image.shape[0]
+    labels = torch.zeros(len(scenes), 3, grid, grid, dtype=torch.long)
+    for n, scene in enumerate(scenes):
+        if not scene.objects:
+            continue
+        boxes = torch.tensor([o.box for o in scene.objects], dtype=torch.float32)  # (K, 4)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (K,)
+        cover = box_weights(boxes, (grid, grid), size) * (areas / (size / grid) ** 2)[:, None, None]
+        best, owner = cover.max(0)  # (grid, grid): the share of each cell covered, and by whom
+        attributes = torch.tensor([[1 + list(colours).index(o.color),
+                                    1 + list(shapes).index(o.shape),
+                                    1 + ("small", "large").index(o.size)] for o in scene.objects])
+        labels[n] = attributes[owner].permute(2, 0, 1) * (best >= min_cover)  # (3, grid, grid)
+    return labels
 
 
 # ---------------------------------------------------------------------------- image features
@@ -98,18 +170,16 @@ def region_features(feature_map: torch.Tensor, boxes: Sequence, image_size: int,
     R = max(len(b) for b in per_image)
     if R == 0:
         raise ValueError("expected at least one box (or whole_image=True), got none")
-    features = feature_map.new_zeros(B, R, C + 4)
-    mask = torch.zeros(B, R, dtype=torch.bool, device=feature_map.device)
-    for i, b in enumerate(per_image):
-        if len(b) == 0:
-            continue
-        weights = box_weights(b, (h, w), image_size).to(feature_map)  # (R_b, h, w)
-        pooled = torch.einsum("rhw,chw->rc", weights, feature_map[i])  # (R_b, C)
-        loc = _location((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0],
-                        b[:, 3] - b[:, 1]) / image_size  # (R_b, 4)
-        features[i, : len(b)] = torch.cat([pooled, loc.to(pooled)], dim=-1)
-        mask[i, : len(b)] = True
-    return features, mask
+    counts = torch.tensor([len(b) for b in per_image])  # (B,)
+    mask = (torch.arange(R)[None] < counts[:, None]).to(feature_map.device)  # (B, R): real ones
+    every = torch.cat(per_image)  # (sum R_b, 4): all boxes, image by image
+    weights = feature_map.new_zeros(B, R, h * w)
+    weights[mask] = box_weights(every, (h, w), image_size).flatten(1).to(feature_map)
+    pooled = weights @ feature_map.flatten(2).transpose(1, 2)  # (B, R, hw) @ (B, hw, C)
+    loc = feature_map.new_zeros(B, R, 4)
+    loc[mask] = _location((every[:, 0] + every[:, 2]) / 2, (every[:, 1] + every[:, 3]) / 2,
+                          every[:, 2] - every[:, 0], every[:, 3] - every[:, 1]).to(loc) / image_size
+    return torch.cat([pooled, loc], dim=-1), mask  # (B, R, C + 4), (B, R)
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -140,7 +210,8 @@ class CaptionerConfig:
         ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
         for name, value in ids.items():
             if not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name} must be a token id in [0, {self.vocab_size}), got {value}")
+                raise ValueError(f"{name} must be a token id in [0, {self.vocab_size}), "
+                                 f"got {value}")
         if len(set(ids.values())) != 3:
             raise ValueError(f"pad_id, bos_id and eos_id must differ, got {ids}")
         if not 0.0 <= self.dropout < 1.0:
@@ -188,7 +259,8 @@ class SoftAttention(nn.Module):
                 query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``projected`` = ``feature_proj(features)`` (B, N, A), computed once per image;
         features (B, N, F); mask (B, N); query (B, Q) -> context (B, F), alpha (B, N)."""
-        e = self.score(torch.tanh(projected + self.query_proj(query)[:, None])).squeeze(-1)  # (B, N)
+        e = self.score(torch.tanh(projected + self.query_proj(query)[:, None]))  # (B, N, 1)
+        e = e.squeeze(-1)  # (B, N)
         alpha = e.masked_fill(~mask, float("-inf")).softmax(dim=-1)  # (B, N)
         return torch.einsum("bn,bnf->bf", alpha, features), alpha  # (B, F), (B, N)
 
@@ -203,7 +275,8 @@ class Captioner(nn.Module):
 
     def _check_features(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         F_ = self.config.feature_dim
-        if not isinstance(features, torch.Tensor) or features.dim() != 3 or features.shape[-1] != F_:
+        if (not isinstance(features, torch.Tensor) or features.dim() != 3
+                or features.shape[-1] != F_):
             shape = tuple(features.shape) if isinstance(features, torch.Tensor) else features
             raise ValueError(f"expected features of shape (B, N, {F_}), got {shape}")
         if mask is None:
@@ -228,7 +301,8 @@ class Captioner(nn.Module):
         <eos>`` then padding) and score each next token. Features (B, N, F), mask (B, N) ->
         logits (B, L - 1, V), alphas (B, L - 1, N)."""
         mask = self._check_features(features, mask)
-        if input_ids.dim() != 2 or input_ids.shape[0] != features.shape[0] or input_ids.shape[1] < 2:
+        if (input_ids.dim() != 2 or input_ids.shape[0] != features.shape[0]
+                or input_ids.shape[1] < 2):
             raise ValueError(f"expected input_ids of shape ({features.shape[0]}, L) with L >= 2, "
                              f"got {tuple(input_ids.shape)}")
         # sort by length, longest first, so that step t runs only the rows still inside their
@@ -406,6 +480,44 @@ def doubly_stochastic_penalty(alphas: torch.Tensor, step_mask: torch.Tensor,
     return penalty.sum(-1).mean()
 
 
+def caption_batches(features: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor,
+                    batch_size: int, pad_id: int) -> Callable[[int], tuple]:
+    """Teacher forcing's batches for :func:`mmcourse.train.fit`: ``step -> (features, mask,
+    input_ids)``, ``batch_size`` random images, each with one of its references at random, drawn
+    from a generator seeded by the step (so a run is the same whatever came before). features
+    (S, N, F), mask (S, N), input_ids (S, R, L): R references per image, padded with ``pad_id``;
+    the batch's ids are cut to its longest caption. Built in §40.2."""
+    if (input_ids.dim() != 3 or features.dim() != 3 or features.shape[0] != input_ids.shape[0]
+            or mask.shape != features.shape[:2]):
+        raise ValueError(f"expected features (S, N, F), mask (S, N) and input_ids (S, R, L) with "
+                         f"the same S, got {tuple(features.shape)}, {tuple(mask.shape)} and "
+                         f"{tuple(input_ids.shape)}")
+
+    S, R = input_ids.shape[:2]
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(step)
+        images = torch.randint(0, S, (batch_size,), generator=g)  # (batch_size,)
+        ids = input_ids[images, torch.randint(0, R, (batch_size,), generator=g)]  # (batch, L)
+        return features[images], mask[images], ids[:, : int((ids != pad_id).sum(1).max())]
+
+    return batch
+
+
+def captioner_loss(model: Captioner, batch: tuple, penalty: float = 0.0) -> torch.Tensor:
+    """Teacher forcing's loss on one ``(features, mask, input_ids)`` batch: :func:`caption_loss`
+    plus ``penalty`` times :func:`doubly_stochastic_penalty` (Show, Attend and Tell's lambda).
+    Built in §40.2."""
+    features, mask, input_ids = batch
+    out = model(features, mask, input_ids)
+    targets = input_ids[:, 1:]  # (B, L - 1): the word each step must predict
+    loss = caption_loss(out.logits, targets, model.config.pad_id)
+    if penalty:
+        steps = targets != model.config.pad_id  # (B, L - 1): the steps inside the caption
+        loss = loss + penalty * doubly_stochastic_penalty(out.alphas, steps, mask)
+    return loss
+
+
 # ---------------------------------------------------------------------------- decoding
 @dataclass
 class BeamSearchOutput:
@@ -523,7 +635,8 @@ def beam_search(step_fn: StepFn, state: tuple, context: tuple, bos_id: int, eos_
         padded = F.pad(seqs, (0, max_length - t - 1), value=pad_id)  # (B, 2K, max_length)
         merged = torch.cat([done_scores, final], dim=1)  # (B, 3K)
         done_scores, keep = merged.topk(K, dim=-1)
-        done_seqs = torch.cat([done_seqs, padded], 1).gather(1, keep[..., None].expand_as(done_seqs))
+        done_seqs = torch.cat([done_seqs, padded], 1).gather(
+            1, keep[..., None].expand_as(done_seqs))
         lengths = torch.cat([done_lengths, torch.full_like(final, t + 1, dtype=torch.long)], 1)
         done_lengths = lengths.gather(1, keep)
         if (done_scores > float("-inf")).all():
@@ -535,3 +648,55 @@ def beam_search(step_fn: StepFn, state: tuple, context: tuple, bos_id: int, eos_
         tokens = new.gather(1, keep).flatten()
     L = int(done_lengths.max())
     return BeamSearchOutput(done_seqs[..., :L], done_scores, done_lengths)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+_CAPTIONERS = {"ShowAttendTell": (ShowAttendTell, ShowAttendTellConfig),
+               "BottomUpTopDown": (BottomUpTopDown, BottomUpTopDownConfig)}
+
+
+def save_captioners(path: str | Path, encoder: GridEncoder, captioners: dict[str, Captioner],
+                    vocab: Sequence[str], notes: str = "") -> None:
+    """Write an encoder and the captioners that read its features to one safetensors file: the
+    weights under ``encoder.`` and ``<name>.``, and as JSON metadata the encoder's sizes, each
+    captioner's class and configuration, the tokenizer's ``vocab`` and free-text ``notes``.
+    Built in §40.2."""
+    from safetensors.torch import save_file
+
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    kinds = {}
+    for name, model in captioners.items():
+        if type(model).__name__ not in _CAPTIONERS or "." in name:
+            raise ValueError(f"expected captioners of {sorted(_CAPTIONERS)} under names without "
+                             f"dots, got {name!r}: {type(model).__name__}")
+        state |= {f"{name}.{k}": v for k, v in model.state_dict().items()}
+        kinds[name] = [type(model).__name__, asdict(model.config)]
+    metadata = {"encoder": json.dumps(encoder.config), "captioners": json.dumps(kinds),
+                "vocab": json.dumps(list(vocab)), "notes": notes}
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(path), metadata=metadata)
+
+
+def load_captioners(path: str | Path) -> tuple[GridEncoder, dict[str, Captioner], dict]:
+    """Read what :func:`save_captioners` wrote: the encoder and the captioners by name, in eval
+    mode, and the metadata (``vocab`` and ``notes`` decoded). Built in §40.2."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if "encoder" not in metadata or "captioners" not in metadata:
+        raise ValueError(f"{path} holds no captioners (expected 'encoder' and 'captioners' in its "
+                         f"metadata, got {sorted(metadata)})")
+    state = load_file(str(path))
+    encoder = GridEncoder(**json.loads(metadata["encoder"]))
+    encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+    captioners = {}
+    for name, (kind, config) in json.loads(metadata["captioners"]).items():
+        cls, config_cls = _CAPTIONERS[kind]
+        model = cls(config_cls(**config))
+        prefix = f"{name}."
+        model.load_state_dict({k[len(prefix):]: v for k, v in state.items()
+                               if k.startswith(prefix)})
+        captioners[name] = model.eval()
+    info = {"vocab": json.loads(metadata.get("vocab", "[]")), "notes": metadata.get("notes", "")}
+    return encoder.eval(), captioners, info

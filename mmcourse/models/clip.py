@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmcourse.models.vit import ViT, ViTConfig, ViTOutput, _square
+from mmcourse.models.vit import ViT, ViTConfig, _square
 from mmcourse.nn import ACTIVATIONS, EncoderBlock, PatchEmbedding
 
 
@@ -115,9 +115,10 @@ class CLIPVisionTower(ViT):
     (``pre_norm``) follows the patch + position embeddings, and the final LayerNorm (``norm``) is
     applied to the pooled [CLS] token only. Built in §40.1.
 
-    ``forward`` returns a ``ViTOutput`` as ``transformers.CLIPVisionModel`` does: ``last_hidden_state``
-    (B, 1 + N, D) is the last block's output *without* a final LayerNorm, ``pooler_output`` (B, D)
-    is ``norm(last_hidden_state[:, 0])``, and ``hidden_states`` holds the normalised embeddings and
+    It overrides only the ViT's ``embed`` and ``head``; ``forward`` (the ViT's) returns a
+    ``ViTOutput`` as ``transformers.CLIPVisionModel`` does: ``last_hidden_state`` (B, 1 + N, D) is
+    the last block's output *without* a final LayerNorm, ``pooler_output`` (B, D) is
+    ``norm(last_hidden_state[:, 0])``, and ``hidden_states`` holds the normalised embeddings and
     each block's output (LLaVA feeds ``hidden_states[-2]`` to its language model).
     """
 
@@ -129,32 +130,14 @@ class CLIPVisionTower(ViT):
         self._init_weights(self.patch_embed.proj)
         self.pre_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(
-        self, pixel_values: torch.Tensor, output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ViTOutput:
-        """Encode images ``pixel_values`` (B, C, H, W), C, H and W as in the config."""
-        config = self.config
-        expected = (config.num_channels, config.image_size, config.image_size)
-        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(
-                f"expected pixel_values of shape (B, {', '.join(map(str, expected))}), "
-                f"got {tuple(pixel_values.shape)}"
-            )
-        x = self.patch_embed(pixel_values)  # (B, C, H, W) -> (B, N, D)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (1, 1, D) -> (B, 1, D)
-        x = self.pre_norm(torch.cat([cls, x], dim=1) + self.pos_embed)  # -> (B, 1 + N, D)
-        hidden_states, attentions = [x], []
-        for block in self.blocks:
-            x, weights = block(x, return_attention=output_attentions)
-            hidden_states.append(x)
-            attentions.append(weights)
-        return ViTOutput(
-            last_hidden_state=x,
-            pooler_output=self.norm(x[:, 0]),  # (B, 1 + N, D) -> (B, D): the [CLS] token
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The ViT's embeddings followed by ``pre_norm``: (B, C, H, W) -> (B, 1 + N, D)."""
+        return self.pre_norm(super().embed(pixel_values))
+
+    def head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """No LayerNorm on the tokens; ``norm`` on the [CLS] token only:
+        (B, 1 + N, D) -> ``(x, pooled (B, D))``."""
+        return x, self.norm(x[:, 0])
 
     @classmethod
     def from_transformers(cls, model: nn.Module) -> CLIPVisionTower:

@@ -2,16 +2,23 @@
 discriminative and generative decoders that score 100 candidate answers.
 
 The image is the scene's object features (:func:`mmcourse.data.dialogue.object_features`) read by a
-permutation-invariant set encoder; words go through one shared embedding and LSTMs. Encoders take
-a :class:`mmcourse.data.dialogue.VisDialData` batch. Built in §40.3.
+permutation-invariant set encoder; words go through one shared embedding and position-aware bags of
+words (:class:`SentenceEncoder`); the generative decoder is an LSTM. Encoders take a
+:class:`mmcourse.data.dialogue.VisDialData` batch. Built in §40.3.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+#: the metadata keys of a shipped checkpoint (scripts/make_visdial_checkpoints.py), JSON-encoded
+METADATA: tuple[str, ...] = ("config", "vocab", "scores", "steps", "frozen_encoder", "final_loss",
+                            "notes")
 
 
 @dataclass
@@ -35,40 +42,30 @@ class VisDialConfig:
         if self.encoder not in ("late", "memory"):
             raise ValueError(f"encoder must be 'late' or 'memory'; got {self.encoder!r}")
         if self.decoder not in ("discriminative", "generative"):
-            raise ValueError(f"decoder must be 'discriminative' or 'generative'; got {self.decoder!r}")
+            raise ValueError(f"decoder must be 'discriminative' or 'generative'; "
+                             f"got {self.decoder!r}")
 
 
 class SentenceEncoder(nn.Module):
-    """An LSTM over word embeddings: token ids (B, L), right-padded with 0 -> the hidden state
-    after the last real token (B, dim). Built in §40.3."""
+    """A position-aware bag of words (the position encoding of end-to-end memory networks): token
+    ids (B, L), right-padded with 0 -> ``Linear(sum_j l_p(j) * E[w_j])`` (B, dim), where p(j) is
+    the word's position counted back from the last real token and ``l_p`` a learned vector per
+    position (initialised to 1), so recent words can weigh more than old ones. Built in §40.3."""
 
-    def __init__(self, embedding: nn.Embedding, dim: int) -> None:
+    def __init__(self, embedding: nn.Embedding, dim: int, max_len: int = 128) -> None:
         super().__init__()
         self.embedding = embedding
-        self.lstm = nn.LSTM(embedding.embedding_dim, dim, batch_first=True)
+        self.position = nn.Parameter(torch.ones(max_len, embedding.embedding_dim))
+        self.proj = nn.Linear(embedding.embedding_dim, dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.dim() != 2:
-            raise ValueError(f"expected token ids of shape (B, L), got {tuple(ids.shape)}")
-        lengths = (ids != 0).sum(1).clamp(min=1)  # (B,)
-        return self.states(ids)[torch.arange(len(ids)), lengths - 1]  # (B, L, dim) -> (B, dim)
-
-    def states(self, ids: torch.Tensor) -> torch.Tensor:
-        """The hidden state after every token, (B, L) -> (B, L, dim): the state at position t
-        encodes the prefix ``ids[:, :t + 1]``."""
-        return self.lstm(self.embedding(ids))[0]
-
-
-def per_dialogue(batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """For the rounds of a batch: one row per dialogue, the one with the longest history (every
-    other round's history is a prefix of it), and each round's dialogue as an index into those
-    rows: (U,), (B,). Encoding histories once per dialogue is exact and saves most of the work."""
-    dialogues, inverse = batch.dialogue.unique(return_inverse=True)  # (U,), (B,)
-    lengths = (batch.history != 0).sum(1)  # (B,)
-    key = inverse * (lengths.max() + 1) + lengths  # orders rows by dialogue, then history length
-    best = torch.full((len(dialogues),), -1, dtype=key.dtype).scatter_reduce(0, inverse, key, "amax")
-    rows = (key[None, :] == best[:, None]).float().argmax(1)  # (U,): the first row with that key
-    return rows, inverse
+        if ids.dim() != 2 or ids.shape[1] > len(self.position):
+            raise ValueError(f"expected token ids of shape (B, L) with L <= {len(self.position)}, "
+                             f"got {tuple(ids.shape)}")
+        real = ids != 0  # (B, L)
+        back = real.sum(1, keepdim=True) - 1 - torch.arange(ids.shape[1], device=ids.device)
+        gates = self.position[back.clamp(min=0)] * real[..., None]  # (B, L, E): 0 on padding
+        return self.proj((gates * self.embedding(ids)).sum(1))  # (B, L, E) -> (B, E) -> (B, dim)
 
 
 class ObjectSetEncoder(nn.Module):
@@ -90,19 +87,24 @@ class ObjectSetEncoder(nn.Module):
         self.embedding = embedding
         self.register_buffer("attribute_ids", torch.tensor(attribute_ids), persistent=False)
         self.position = nn.Linear(2, embedding.embedding_dim)
-        self.mlp = nn.Sequential(nn.Linear(embedding.embedding_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(embedding.embedding_dim, dim), nn.ReLU(),
+                                 nn.Linear(dim, dim))
         self.query = nn.Linear(dim, dim)
 
-    def forward(self, objects: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    def forward(self, objects: torch.Tensor, mask: torch.Tensor,
+                query: torch.Tensor) -> torch.Tensor:
         if objects.dim() != 3 or objects.shape[2] != 14:
             raise ValueError(f"expected objects of shape (B, M, 14), got {tuple(objects.shape)}")
         large = objects[..., 11:12]
-        tags = torch.cat([objects[..., :11], 1 - large, large], dim=-1)  # (B, M, 13): attribute words
+        # (B, M, 13): which attribute words name each object
+        tags = torch.cat([objects[..., :11], 1 - large, large], dim=-1)
         words = tags @ self.embedding(self.attribute_ids)  # (B, M, 13) @ (13, E) -> (B, M, E)
         per_object = self.mlp(words + self.position(objects[..., 12:]))  # -> (B, M, dim)
-        scores = (per_object @ self.query(query)[:, :, None]).squeeze(2) / per_object.shape[2] ** 0.5
+        scores = (per_object @ self.query(query)[:, :, None]).squeeze(2)  # (B, M)
+        scores = scores / per_object.shape[2] ** 0.5
         weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)  # (B, M)
-        attended = (weights[:, None, :] @ per_object).squeeze(1)  # (B, 1, M) @ (B, M, dim) -> (B, dim)
+        # (B, 1, M) @ (B, M, dim) -> (B, dim)
+        attended = (weights[:, None, :] @ per_object).squeeze(1)
         return attended + (per_object * mask[..., None]).sum(1) / mask.shape[1]  # (B, dim)
 
 
@@ -120,7 +122,8 @@ def memory_read(question: torch.Tensor, facts: torch.Tensor, mask: torch.Tensor
     ``mask`` (B, T) allows, ``w = softmax_t(q . f_t)``; returns the memory ``sum_t w_t f_t`` (B, D)
     and the weights (B, T). Built in §40.3."""
     if facts.dim() != 3 or question.shape != (facts.shape[0], facts.shape[2]):
-        raise ValueError(f"expected question (B, D) and facts (B, T, D), got {tuple(question.shape)} "
+        raise ValueError(f"expected question (B, D) and facts (B, T, D), "
+                         f"got {tuple(question.shape)} "
                          f"and {tuple(facts.shape)}")
     scores = (facts @ question[:, :, None]).squeeze(2)  # (B, T, D) @ (B, D, 1) -> (B, T)
     weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)  # (B, T)
@@ -145,37 +148,38 @@ class LateFusionEncoder(nn.Module):
     def forward(self, batch) -> torch.Tensor:
         q = self.question(batch.questions)  # (B, dim)
         if self.history is None:
-            return torch.tanh(self.fuse(torch.cat([self.image(batch.objects, batch.object_mask, q), q], 1)))
-        rows, inverse = per_dialogue(batch)  # the history string's state where each round's ends
-        states = self.history.states(batch.history[rows])  # (U, Lh, dim), once per dialogue
-        h = states[inverse, (batch.history != 0).sum(1).clamp(min=1) - 1]  # (B, dim)
+            v = self.image(batch.objects, batch.object_mask, q)
+            return torch.tanh(self.fuse(torch.cat([v, q], 1)))  # (B, 2 x dim) -> (B, dim)
+        h = self.history(batch.history)  # (B, Lh) -> (B, dim)
         v = self.image(batch.objects, batch.object_mask, q + h)
         return torch.tanh(self.fuse(torch.cat([v, q, h], dim=1)))  # (B, 3 x dim) -> (B, dim)
 
 
 class MemoryNetworkEncoder(nn.Module):
     """Memory network: each earlier round (and the caption) is a fact, encoded alone, plus an
-    embedding of its age (rounds ago, the temporal encoding of end-to-end memory networks); the question
+    embedding of its age (rounds ago, the temporal encoding of end-to-end memory networks); the
+    question
     attends over the facts (:func:`memory_read`) and the memory is added to it; q + m attends over
     the image and the two are fused: ``tanh(MLP([v; q + m]))`` (B, dim). Built in §40.3."""
 
     def __init__(self, config: VisDialConfig, embedding: nn.Embedding) -> None:
         super().__init__()
         if not config.history:
-            raise ValueError("a memory network without history is the late-fusion encoder without history")
+            raise ValueError("a memory network without history is the late-fusion encoder "
+                             "without history")
         self.image = ObjectSetEncoder(embedding, config.attribute_ids, config.dim)
         self.question = SentenceEncoder(embedding, config.dim)
         self.fact = SentenceEncoder(embedding, config.dim)
-        self.age = nn.Embedding(config.max_rounds + 1, config.dim)  # how many rounds ago a fact was said
+        # how many rounds ago a fact was said
+        self.age = nn.Embedding(config.max_rounds + 1, config.dim)
         self.fuse = fusion_mlp(2 * config.dim, config.dim)
 
     def forward(self, batch, return_attention: bool = False):
         q = self.question(batch.questions)  # (B, dim)
-        rows, inverse = per_dialogue(batch)
-        U, T, L = batch.facts[rows].shape  # the facts are the same for every round of a dialogue
-        facts = self.fact(batch.facts[rows].reshape(U * T, L)).view(U, T, -1)  # -> (U, T, dim)
+        B, T, L = batch.facts.shape
+        facts = self.fact(batch.facts.reshape(B * T, L)).view(B, T, -1)  # (B, T, dim)
         age = (batch.round[:, None] - torch.arange(T, device=q.device)).clamp(min=0)  # (B, T)
-        facts = facts[inverse] + self.age(age.clamp(max=self.age.num_embeddings - 1))  # (B, T, dim)
+        facts = facts + self.age(age.clamp(max=self.age.num_embeddings - 1))  # (B, T, dim)
         memory, weights = memory_read(q, facts, batch.fact_mask)  # (B, dim), (B, T)
         v = self.image(batch.objects, batch.object_mask, q + memory)
         out = torch.tanh(self.fuse(torch.cat([v, q + memory], dim=1)))  # (B, 2 x dim) -> (B, dim)
@@ -183,17 +187,20 @@ class MemoryNetworkEncoder(nn.Module):
 
 
 class DiscriminativeDecoder(nn.Module):
-    """Scores each candidate by the dot product of the encoding (B, dim) with the candidate's LSTM
-    encoding: pool answers (P, L) and candidates (B, C) of pool indices -> scores (B, C).
+    """Scores each candidate by the dot product of the encoding (B, dim) with the candidate's
+    :class:`SentenceEncoder` encoding: pool answers (P, L) and candidates (B, C) of pool indices
+    -> scores (B, C).
     Built in §40.3."""
 
     def __init__(self, embedding: nn.Embedding, dim: int) -> None:
         super().__init__()
         self.answer = SentenceEncoder(embedding, dim)
 
-    def forward(self, encoded: torch.Tensor, candidates: torch.Tensor, pool_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, encoded: torch.Tensor, candidates: torch.Tensor,
+                pool_ids: torch.Tensor) -> torch.Tensor:
         answers = self.answer(pool_ids)  # (P, L) -> (P, dim): every pool answer once
-        return (answers[candidates] @ encoded[:, :, None]).squeeze(2)  # (B, C, dim) @ (B, dim, 1) -> (B, C)
+        # (B, C, dim) @ (B, dim, 1) -> (B, C)
+        return (answers[candidates] @ encoded[:, :, None]).squeeze(2)
 
 
 class GenerativeDecoder(nn.Module):
@@ -263,3 +270,17 @@ class VisDialModel(nn.Module):
         answers = pool_ids[batch.answers]  # (B, L)
         logits, _ = self.decoder(self.encoder(batch), answers[:, :-1])  # (B, L-1, V)
         return F.cross_entropy(logits.transpose(1, 2), answers[:, 1:], ignore_index=0)
+
+    @classmethod
+    def from_checkpoint(cls, path) -> tuple["VisDialModel", dict]:
+        """A model saved by ``scripts/make_visdial_checkpoints.py`` (safetensors, its metadata
+        JSON-encoded: the :data:`METADATA` keys), in eval mode, and the decoded metadata."""
+        from safetensors import safe_open
+        from safetensors.torch import load_model
+
+        with safe_open(str(path), framework="pt") as f:
+            stored = f.metadata()  # also holds safetensors' own entries (format, shared tensors)
+        meta = {k: json.loads(stored[k]) for k in METADATA if k in stored}
+        model = cls(VisDialConfig(**meta["config"]))
+        load_model(model, str(path))
+        return model.eval(), meta

@@ -119,10 +119,9 @@ class ViT(nn.Module):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(
-        self, pixel_values: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
-    ) -> ViTOutput:
-        """Encode images ``pixel_values`` (B, C, H, W), C, H and W as in the config; see ``ViTOutput``."""
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The tokens the first block reads, ``z_0`` of equation (vit): the [CLS] token and the patch
+        embeddings, plus the position embeddings; (B, C, H, W) -> (B, 1 + N, D)."""
         config = self.config
         expected = (config.num_channels, config.image_size, config.image_size)
         if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
@@ -132,16 +131,29 @@ class ViT(nn.Module):
             )
         x = self.patch_embed(pixel_values)  # (B, C, H, W) -> (B, N, D)
         cls = self.cls_token.expand(x.shape[0], -1, -1)  # (1, 1, D) -> (B, 1, D)
-        x = torch.cat([cls, x], dim=1) + self.pos_embed  # -> (B, 1 + N, D)
+        return torch.cat([cls, x], dim=1) + self.pos_embed  # -> (B, 1 + N, D)
+
+    def head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What follows the last block: the final LayerNorm, then the pooler on the [CLS] token if
+        there is one; (B, 1 + N, D) -> ``(last_hidden_state (B, 1 + N, D), pooler_output (B, D) or
+        None)``."""
+        x = self.norm(x)
+        pooled = None if self.pooler is None else torch.tanh(self.pooler(x[:, 0]))  # (B, 1 + N, D) -> (B, D)
+        return x, pooled
+
+    def forward(
+        self, pixel_values: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
+    ) -> ViTOutput:
+        """Encode images ``pixel_values`` (B, C, H, W), C, H and W as in the config; see ``ViTOutput``."""
+        x = self.embed(pixel_values)  # (B, C, H, W) -> (B, 1 + N, D): [CLS] and patches, plus positions
         hidden_states, attentions = [x], []
         for block in self.blocks:
             x, weights = block(x, return_attention=output_attentions)
             hidden_states.append(x)
             attentions.append(weights)
-        x = self.norm(x)
-        pooled = None if self.pooler is None else torch.tanh(self.pooler(x[:, 0]))  # (B, 1 + N, D) -> (B, D)
+        last_hidden_state, pooled = self.head(x)  # the final LayerNorm (and the pooler)
         return ViTOutput(
-            last_hidden_state=x,
+            last_hidden_state=last_hidden_state,
             pooler_output=pooled,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
