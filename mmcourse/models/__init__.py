@@ -68,6 +68,13 @@ _EXPORTS: dict[str, str] = {
     "DiscriminativeDecoder": "visdial",
     "GenerativeDecoder": "visdial",
     "VisDialModel": "visdial",
+    "LlamaConfig": "llama",
+    "LlamaLM": "llama",
+    "QFormer": "connectors",
+    "QFormerLayer": "connectors",
+    "QFormerOutput": "connectors",
+    "PerceiverAttention": "connectors",
+    "PerceiverResampler": "connectors",
 }
 
 
