@@ -6,7 +6,9 @@ weights and reproduces its logits. Built in §40.4.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -249,6 +251,35 @@ class LlamaLM(nn.Module):
             tokens, past = torch.cat((tokens, step_ids), dim=1), out.past_key_values
             attention_mask = torch.cat((attention_mask, torch.ones_like(step_ids)), dim=1)
         return tokens
+
+    def save_checkpoint(self, path: str | Path, tokenizer=None, notes: str = "") -> None:
+        """Write the weights to a safetensors file at ``path``, with the configuration (and the
+        vocabulary of ``tokenizer``, any object with a ``vocab`` list, and free-text ``notes``) as
+        JSON in its metadata, as ``CLIP.save_checkpoint`` does. Built in §40.4."""
+        from safetensors.torch import save_file
+
+        metadata = {"config": json.dumps(asdict(self.config)), "notes": notes}
+        if tokenizer is not None:
+            metadata["vocab"] = json.dumps(tokenizer.vocab)
+        # cloned: safetensors refuses tensors that share memory (a tied head and embedding)
+        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+        save_file(state, str(path), metadata=metadata)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> LlamaLM:
+        """The LlamaLM saved by ``save_checkpoint`` at ``path`` (e.g. the repository's
+        ``data/tiny-lm.safetensors``), in eval mode. Built in §40.4."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        if "config" not in metadata:
+            raise ValueError(f"{path} has no LlamaConfig in its metadata; "
+                             "expected a file written by LlamaLM.save_checkpoint")
+        model = cls(LlamaConfig(**json.loads(metadata["config"])))
+        model.load_state_dict(load_file(str(path)))
+        return model.eval()
 
     @classmethod
     def from_transformers(cls, model: nn.Module) -> LlamaLM:
