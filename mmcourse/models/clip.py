@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcourse.models.checkpoint import SafetensorsCheckpoint
 from mmcourse.models.vit import ViT, ViTConfig, _square
 from mmcourse.nn import ACTIVATIONS, EncoderBlock, PatchEmbedding
 
@@ -237,7 +238,7 @@ class CLIPTextTransformer(nn.Module):
 
 
 # ---------------------------------------------------------------------------- CLIP
-class CLIP(nn.Module):
+class CLIP(SafetensorsCheckpoint, nn.Module):
     """CLIP: two towers, two projections without bias, one embedding space and a learned scale.
     Built in §40.1.
 
@@ -246,6 +247,8 @@ class CLIP(nn.Module):
     ``encode_image`` / ``encode_text`` give the L2-normalised embeddings and ``vision_features``
     the image tower's patch features, which later sections feed to a language model.
     """
+
+    config_class, config_name = CLIPConfig, "CLIP configuration"  # for the checkpoint methods
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
@@ -358,34 +361,6 @@ class CLIP(nn.Module):
             clip.visual_projection.weight.copy_(state["visual_projection.weight"])
             clip.text_projection.weight.copy_(state["text_projection.weight"])
             clip.log_logit_scale.copy_(state["logit_scale"])
-        return clip.eval()
-
-    def save_checkpoint(self, path: str | Path, tokenizer: CaptionTokenizer | None = None,
-                        notes: str = "") -> None:
-        """Write the weights to a safetensors file at ``path``, with the configuration (and the
-        tokenizer's vocabulary, and free-text ``notes``) as JSON in its metadata. Built in §40.1."""
-        from safetensors.torch import save_file
-
-        metadata = {"config": json.dumps(asdict(self.config)), "notes": notes}
-        if tokenizer is not None:
-            metadata["vocab"] = json.dumps(tokenizer.vocab)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path), metadata=metadata)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path) -> CLIP:
-        """The CLIP saved by ``save_checkpoint`` at ``path`` (e.g. the repository's
-        ``data/clip-shapes.safetensors``), in eval mode. Built in §40.1."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        if "config" not in metadata:
-            raise ValueError(f"{path} has no CLIP configuration in its metadata; "
-                             "expected a file written by CLIP.save_checkpoint")
-        clip = cls(CLIPConfig(**json.loads(metadata["config"])))
-        clip.load_state_dict(load_file(str(path)))
         return clip.eval()
 
 

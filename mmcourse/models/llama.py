@@ -6,14 +6,13 @@ weights and reproduces its logits. Built in §40.4.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcourse.models.checkpoint import SafetensorsCheckpoint
 from mmcourse.models.fusion import SwiGLU
 from mmcourse.nn import mask_to_bias
 
@@ -164,9 +163,11 @@ class LlamaDecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x)), cache
 
 
-class LlamaLM(nn.Module):
+class LlamaLM(SafetensorsCheckpoint, nn.Module):
     """A Llama decoder with its language-model head: token ids (B, L) -> next-token logits
     (B, L, vocab_size). Built in §40.4."""
+
+    config_class, config_name = LlamaConfig, "LlamaConfig"  # for the checkpoint methods
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
@@ -252,34 +253,6 @@ class LlamaLM(nn.Module):
             attention_mask = torch.cat((attention_mask, torch.ones_like(step_ids)), dim=1)
         return tokens
 
-    def save_checkpoint(self, path: str | Path, tokenizer=None, notes: str = "") -> None:
-        """Write the weights to a safetensors file at ``path``, with the configuration (and the
-        vocabulary of ``tokenizer``, any object with a ``vocab`` list, and free-text ``notes``) as
-        JSON in its metadata, as ``CLIP.save_checkpoint`` does. Built in §40.4."""
-        from safetensors.torch import save_file
-
-        metadata = {"config": json.dumps(asdict(self.config)), "notes": notes}
-        if tokenizer is not None:
-            metadata["vocab"] = json.dumps(tokenizer.vocab)
-        # cloned: safetensors refuses tensors that share memory (a tied head and embedding)
-        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(path), metadata=metadata)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path) -> LlamaLM:
-        """The LlamaLM saved by ``save_checkpoint`` at ``path`` (e.g. the repository's
-        ``data/tiny-lm.safetensors``), in eval mode. Built in §40.4."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        if "config" not in metadata:
-            raise ValueError(f"{path} has no LlamaConfig in its metadata; "
-                             "expected a file written by LlamaLM.save_checkpoint")
-        model = cls(LlamaConfig(**json.loads(metadata["config"])))
-        model.load_state_dict(load_file(str(path)))
-        return model.eval()
 
     @classmethod
     def from_transformers(cls, model: nn.Module) -> LlamaLM:
