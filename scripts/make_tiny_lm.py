@@ -12,7 +12,8 @@ The recipe: ``CONFIG`` (hidden 128, 2 layers, 4 query heads sharing 2 key/value 
 tied embeddings; about 0.37 M parameters) on the texts of ``n_scenes`` train scenes of
 ``ShapesWorld(seed=0)``: their five captions and their questions followed by their answers
 ("question: what colour is the circle? answer: red"), one text per sequence as
-``<bos> words <eos>``, tokenized by ``WordTokenizer`` (words, digits, ``,:?``). Next-token
+``<bos> words <eos>``, tokenized by ``WordTokenizer`` (words, digits, ``,:?``, and the special
+tokens ``<image>``, ``<user>``, ``<assistant>`` that §40.4–40.5 use and the LM never reads here). Next-token
 cross-entropy on random batches of texts, AdamW, warm-up and cosine decay by
 ``mmcourse.train.fit``, one CPU thread. Scores (see :func:`evaluate`): per-token perplexity on the
 texts of ``N_HELDOUT`` test scenes, against a unigram model (add-one smoothed training-token
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mmcourse import train, utils  # noqa: E402
+from mmcourse.data.instructions import DESCRIBE_PROMPTS  # noqa: E402
 from mmcourse.data.lm_text import WordTokenizer, lm_texts  # noqa: E402
 from mmcourse.data.shapes import ShapesWorld  # noqa: E402
 from mmcourse.models import LlamaConfig, LlamaLM  # noqa: E402
@@ -103,7 +105,8 @@ def train_lm(steps: int, batch_size: int = 64, n_scenes: int = 4000, lr: float =
     """Train the tiny LM as the module docstring says; returns it in eval mode, its tokenizer,
     its training texts and the training history."""
     texts = lm_texts(ShapesWorld(seed=0).scenes(n_scenes))
-    tokenizer = WordTokenizer.from_texts(texts)
+    # the vocabulary also holds the words of §40.5's instructions, which the LM never reads here
+    tokenizer = WordTokenizer.from_texts(texts + list(DESCRIBE_PROMPTS))
     ids = tokenizer(texts)["input_ids"]  # (N, L), right-padded
     utils.seed_everything(0)
     model = LlamaLM(tiny_config(len(tokenizer)))
@@ -125,7 +128,7 @@ def train_lm(steps: int, batch_size: int = 64, n_scenes: int = 4000, lr: float =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--n-scenes", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=1)

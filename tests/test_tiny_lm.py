@@ -83,7 +83,11 @@ def test_corpus_and_tokenizer_keep_questions_and_digits():
     scenes = ShapesWorld(seed=0).scenes(3)
     texts = lm_texts(scenes)
     assert texts[:5] == scenes[0].captions
-    assert len(texts) == 15 + sum(len(s.qa) for s in scenes)
+    n_questions = sum(len(s.qa) for s in scenes)
+    assert len(texts) == 15 + 2 * n_questions
+    in_context = texts[15 + n_questions]  # a caption, then a question about the same scene
+    assert in_context.startswith(scenes[0].captions[0] + " question: ")
+    assert in_context.endswith("answer: " + scenes[0].qa[0].answer)
     assert qa_text("how many stars are there?", "0") == "question: how many stars are there? answer: 0"
     tokenizer = WordTokenizer.from_texts(texts + ["question: how many? answer: 3"])
     ids = tokenizer.encode("question: how many? answer: 3")

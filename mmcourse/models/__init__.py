@@ -75,6 +75,13 @@ _EXPORTS: dict[str, str] = {
     "QFormerOutput": "connectors",
     "PerceiverAttention": "connectors",
     "PerceiverResampler": "connectors",
+    "MLPProjector": "vlm",
+    "QFormerConnector": "vlm",
+    "PatchMerger": "vlm",
+    "LLaVA": "vlm",
+    "FlamingoVLM": "vlm",
+    "module_tree": "inspect",
+    "parameter_split": "inspect",
 }
 
 

@@ -146,13 +146,23 @@ class CrossAttentionBlock(nn.Module):
         media_mask: torch.Tensor | None,
         return_attention: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The cross-attention term ``xattn(norm1(x), media)`` (B, N, D), zero for every row of a
-        sample whose ``media_mask`` (B, M) is all False (a sample without media), and the weights
-        (or None)."""
-        mask = None if media_mask is None else media_mask[:, None, None, :]  # -> (B, 1, 1, M)
+        """The cross-attention term ``xattn(norm1(x), media)`` (B, N, D) and the weights (or None).
+
+        ``media_mask`` is (B, M), the media tokens every text token of a sample may read, or
+        (B, N, M), per text token (Flamingo's rule that a token reads only the image just before
+        it, §40.5). A text token that may read no media token gets a zero term: no message."""
+        if media_mask is None:
+            mask = reads = None
+        elif media_mask.dim() == 2:
+            mask, reads = media_mask[:, None, None, :], media_mask.any(dim=1)[:, None, None]
+        elif media_mask.dim() == 3:  # (B, N, M) -> (B, 1, N, M); reads (B, N, 1)
+            mask, reads = media_mask[:, None], media_mask.any(dim=-1)[..., None]
+        else:
+            raise ValueError(f"expected media_mask of shape (B, M) or (B, N, M), "
+                             f"got {tuple(media_mask.shape)}")
         attended, weights = self.attn(self.norm1(x), media, mask, return_attention)
-        if media_mask is not None:
-            attended = attended * media_mask.any(dim=1)[:, None, None]  # no media: no message
+        if reads is not None:
+            attended = attended * reads  # no media: no message
         return attended, weights
 
     def forward(
@@ -163,7 +173,8 @@ class CrossAttentionBlock(nn.Module):
         return_attention: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns the block's output (B, N, D) and the attention weights (B, heads, N, M) if
-        ``return_attention`` (else None). ``media_mask`` (B, M) is True for real media tokens."""
+        ``return_attention`` (else None). ``media_mask`` (B, M) is True for real media tokens, or
+        (B, N, M) per text token (see :meth:`attend`)."""
         attended, weights = self.attend(x, media, media_mask, return_attention)
         x = x + attended
         return x + self.mlp(self.norm2(x)), weights

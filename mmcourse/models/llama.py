@@ -6,6 +6,7 @@ weights and reproduces its logits. Built in §40.4.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -186,14 +187,17 @@ class LlamaLM(SafetensorsCheckpoint, nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
+        before_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> LlamaOutput:
         """Next-token logits for ``input_ids`` (B, L) or ``inputs_embeds`` (B, L, hidden) (exactly one).
 
         ``attention_mask`` (B, T + L), 1 for real tokens and 0 for padding (left or right), covers
         the ``T`` cached positions of ``past_key_values`` and the ``L`` new ones; positions are counted
         over real tokens only, so a left-padded prompt gets the same rotary angles as an unpadded one.
-        Attention is causal on top of it. Returns ``LlamaOutput`` with logits (B, L, vocab_size) and,
-        with ``use_cache``, the updated cache.
+        Attention is causal on top of it. ``before_layer(i, x)``, if given, rewrites the hidden
+        states (B, L, hidden) entering layer ``i`` (Flamingo's gated cross-attention, §40.4).
+        Returns ``LlamaOutput`` with logits (B, L, vocab_size) and, with ``use_cache``, the
+        updated cache.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(
@@ -229,6 +233,8 @@ class LlamaLM(SafetensorsCheckpoint, nn.Module):
         bias = mask_to_bias(causal & keep[:, None, None, :], inputs_embeds.dtype)  # (B, 1, L, T + L)
         x, caches = inputs_embeds, []
         for i, layer in enumerate(self.layers):
+            if before_layer is not None:
+                x = before_layer(i, x)
             x, cache = layer(x, cos, sin, bias, None if past_key_values is None else past_key_values[i])
             caches.append(cache)
         logits = self.lm_head(self.norm(x))  # (B, L, hidden) -> (B, L, vocab_size)
@@ -261,6 +267,15 @@ class LlamaLM(SafetensorsCheckpoint, nn.Module):
         hf = getattr(model, "config", None)
         if getattr(hf, "model_type", None) != "llama" or not hasattr(model, "lm_head"):
             raise TypeError(f"expected a transformers LlamaForCausalLM, got {type(model).__name__}")
+        return cls.from_transformers_parts(model.model, model.lm_head)
+
+    @classmethod
+    def from_transformers_parts(cls, backbone: nn.Module, lm_head: nn.Linear) -> LlamaLM:
+        """A LlamaLM from a transformers ``LlamaModel`` ``backbone`` and a separate ``lm_head``, the
+        way a ``LlavaForConditionalGeneration`` holds its language model, in eval mode."""
+        hf = getattr(backbone, "config", None)
+        if getattr(hf, "model_type", None) != "llama" or not hasattr(backbone, "embed_tokens"):
+            raise TypeError(f"expected a transformers LlamaModel, got {type(backbone).__name__}")
         rope = getattr(hf, "rope_parameters", None) or {"rope_type": "default", "rope_theta": hf.rope_theta}
         if rope.get("rope_type", "default") != "default":
             raise ValueError(f"only the default rotary embeddings are supported, got rope_type={rope['rope_type']!r}")
@@ -282,6 +297,5 @@ class LlamaLM(SafetensorsCheckpoint, nn.Module):
             tie_word_embeddings=hf.tie_word_embeddings,
         )
         ours = cls(config)
-        state = {name.removeprefix("model."): tensor for name, tensor in model.state_dict().items()}
-        ours.load_state_dict(state)
+        ours.load_state_dict(backbone.state_dict() | {"lm_head.weight": lm_head.weight})
         return ours.eval()
