@@ -13,6 +13,7 @@ from mmcourse.data.instructions import DESCRIBE_PROMPTS, assistant_mask, chat_te
 from mmcourse.data.lm_text import WordTokenizer
 from mmcourse.data.shapes import ShapesWorld
 from mmcourse.models import (CLIPVisionTower, FlamingoVLM, LLaVA, LlamaConfig, LlamaLM,
+                             connector_model, load_trainable, trainable_state,
                              MLPProjector, PatchMerger, QFormerConnector, ViTConfig)
 
 IMAGE = 97  # the placeholder id in the transformers configs below
@@ -216,3 +217,40 @@ def test_patch_merger_concatenates_each_two_by_two_block():
     assert torch.allclose(seen["x"][0, 1], top_right)
     with pytest.raises(ValueError, match="square grid"):
         merger(torch.randn(1, 12, 3))
+
+
+def test_patch_merger_positions_tell_tokens_apart():
+    merger = PatchMerger(3, 5, merge=2, positions=4)
+    torch.nn.init.normal_(merger.position)
+    same = torch.ones(1, 16, 3)  # every patch alike: only the positions differ
+    out = merger(same)
+    assert not torch.allclose(out[0, 0], out[0, 1])
+    plain = PatchMerger(3, 5, merge=2)(same)  # without positions the four tokens are alike
+    assert torch.allclose(plain[0, 0], plain[0, 3])
+    with pytest.raises(ValueError, match="4 position embeddings"):
+        merger(torch.randn(1, 64, 3))
+
+
+@pytest.mark.parametrize("kind, tokens", [("linear", 16), ("mlp", 16), ("qformer", 16),
+                                          ("flamingo", 1)])
+def test_connector_zoo_trains_only_the_connector_and_reloads(kind, tokens):
+    tower, lm = _tiny_parts(5)
+    for p in list(tower.parameters()) + list(lm.parameters()):
+        p.requires_grad = False
+    model, n = connector_model(kind, tower, lm, 49)
+    assert n == tokens
+    state = trainable_state(model)
+    assert state and not any(k.startswith(("vision_tower.", "language_model.")) for k in state)
+    ids = torch.tensor([[3] + [49] * n + [5, 6]])
+    pixels = torch.randn(1, 3, 16, 16)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.5)  # open Flamingo's gates too
+    before = model(ids, pixels).logits
+    again, _ = connector_model(kind, tower, lm, 49)
+    load_trainable(again, {f"x.{k}": v for k, v in trainable_state(model).items()}, "x.")
+    assert torch.allclose(again(ids, pixels).logits, before)
+    with pytest.raises(ValueError, match="do not match"):
+        load_trainable(again, {"x.nothing": torch.zeros(1)}, "x.")
+    with pytest.raises(ValueError, match="unknown connector"):
+        connector_model("mystery", tower, lm, 49)

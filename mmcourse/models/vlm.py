@@ -48,13 +48,17 @@ class PatchMerger(nn.Module):
     """Qwen2-VL's connector: each ``merge`` x ``merge`` block of neighbouring patches is
     concatenated and passed through an MLP, so the LM reads ``merge**2`` times fewer visual tokens:
     (B, N, vision_dim) -> (B, N / merge**2, lm_dim) for a square grid of N patches, blocks in
-    row-major order. Built in §40.4."""
+    row-major order. ``positions`` > 0 adds a learned embedding to each of that many output
+    tokens, telling the LM where in the image each token lies (Qwen2-VL gives its visual tokens
+    2-D rotary positions for the same purpose). Built in §40.4."""
 
-    def __init__(self, vision_dim: int, lm_dim: int, merge: int = 2, act: str = "gelu") -> None:
+    def __init__(self, vision_dim: int, lm_dim: int, merge: int = 2, act: str = "gelu",
+                 positions: int = 0) -> None:
         super().__init__()
         self.merge = merge
         self.norm = nn.LayerNorm(vision_dim)
         self.mlp = MLPProjector(vision_dim * merge * merge, lm_dim, act)
+        self.position = nn.Parameter(torch.zeros(positions, lm_dim)) if positions else None
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         batch, n, dim = features.shape
@@ -64,7 +68,13 @@ class PatchMerger(nn.Module):
                              f"{m}, got {n} patches")
         x = self.norm(features).view(batch, side // m, m, side // m, m, dim)  # rows, cols split
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, (side // m) ** 2, m * m * dim)
-        return self.mlp(x)  # (B, N / m^2, m^2 * D_v) -> (B, N / m^2, lm_dim)
+        x = self.mlp(x)  # (B, N / m^2, m^2 * D_v) -> (B, N / m^2, lm_dim)
+        if self.position is not None:
+            if len(self.position) != x.shape[1]:
+                raise ValueError(f"this merger has {len(self.position)} position embeddings, "
+                                 f"got {x.shape[1]} merged tokens")
+            x = x + self.position
+        return x
 
 
 class QFormerConnector(nn.Module):
@@ -330,3 +340,50 @@ class FlamingoVLM(_GreedyDecoding, nn.Module):
         last = torch.full_like(ids, features.shape[0] // ids.shape[0] - 1)  # (B, 1)
         return self(ids, attention_mask=mask, vision_features=features, past_key_values=past,
                     use_cache=True, image_index=last)
+
+
+# ------------------------------------------------------------------------- the §40.4 zoo
+#: the four connectors §40.4 compares, by name
+CONNECTORS: tuple[str, ...] = ("linear", "mlp", "qformer", "flamingo")
+
+
+def connector_model(kind: str, vision_tower: CLIPVisionTower, language_model: LlamaLM,
+                    image_token_id: int) -> tuple[nn.Module, int]:
+    """One of §40.4's four vision-language models on a given tower and LM, and the number of
+    ``<image>`` tokens its prompt holds per image: ``"linear"`` (LLaVA) and ``"mlp"`` (LLaVA-1.5),
+    one visual token per patch; ``"qformer"`` (BLIP-2), 16 learned queries of width 64 in 2 layers;
+    ``"flamingo"``, a resampler to 16 latents and a gated cross-attention block before each LM
+    layer, one ``<image>`` marker. Built in §40.4."""
+    vision_dim, lm_dim = vision_tower.config.hidden_size, language_model.config.hidden_size
+    patches = vision_tower.config.num_patches
+    if kind == "linear":
+        return LLaVA(vision_tower, nn.Linear(vision_dim, lm_dim), language_model, image_token_id), patches
+    if kind == "mlp":
+        return LLaVA(vision_tower, MLPProjector(vision_dim, lm_dim), language_model,
+                     image_token_id), patches
+    if kind == "qformer":
+        connector = QFormerConnector(vision_dim, lm_dim, num_queries=16, dim=64, num_heads=4,
+                                     num_layers=2)
+        return LLaVA(vision_tower, connector, language_model, image_token_id), 16
+    if kind == "flamingo":
+        return FlamingoVLM(vision_tower, language_model, image_token_id, num_latents=16), 1
+    raise ValueError(f"unknown connector {kind!r}, expected one of {CONNECTORS}")
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of ``model``'s trainable parameters by name (what a checkpoint of a connector
+    trained between a frozen tower and a frozen LM needs to store)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], prefix: str = "") -> nn.Module:
+    """Load into ``model`` the tensors of ``tensors`` named ``prefix + name`` for each of its
+    trainable parameters (what :func:`trainable_state` saved), checking that they are exactly
+    those; the frozen parts are left as they are. Returns ``model``."""
+    stored = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(stored) != expected:
+        raise ValueError(f"the stored tensors do not match the model's trainable parameters: "
+                         f"{sorted(set(stored) ^ expected)[:3]} ...")
+    model.load_state_dict(stored, strict=False)
+    return model

@@ -1,0 +1,205 @@
+"""Train §40.5's tiny LLaVA for longer than a notebook can, and the text-only ("blind") baseline
+beside it, and save both to data/ (weights, configuration, vocabulary, recipe, training curves
+and scores as metadata).
+
+The model is built as LLaVA is: the frozen image tower of the §40.1 CLIP
+(data/clip-shapes.safetensors, its penultimate layer, 64 patch features of width 64), a connector
+(``--connector``: a ``PatchMerger`` by default, 2 x 2 patches per visual token, so 16 tokens), and
+the §40.4 language model (data/tiny-lm.safetensors).
+
+- Stage 1, feature alignment (``--stage1`` steps): the connector alone learns to turn an image into
+  tokens from which the frozen LM writes the scene's captions.
+- Stage 2, visual instruction tuning (``--stage2`` steps): the connector and the whole LM learn
+  from conversations generated from the scenes' annotations in the chat template
+  (``mmcourse.vqa.chat_examples``), the loss on the assistant's words only.
+- The blind baseline: the same LM tuned by the same stage-2 recipe on the same conversations with
+  the image removed, so it sees exactly the words the LLaVA sees.
+
+Scores: official VQA accuracy (``mmcourse.metrics.vqa_accuracy``) per question type on the first
+``N_TEST`` test scenes and the first ``N_TEST`` held-out scenes (each holds a colour-shape pair
+never seen in training), greedy one-word answers in the chat template.
+
+Usage: python scripts/make_vlm.py [--stage1 400] [--stage2 1500] [--out PATH]
+Deterministic on one machine for a fixed number of threads (``--threads``, default 1). The shipped
+files were made by the default command on one CPU thread of this project's 2-core machine (their
+``notes`` metadata holds the command and time). tests/test_vlm_checkpoint.py reloads them and
+recomputes the scores. Licence: MIT, as the repository (weights we trained on generated data).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mmcourse import train, utils, vqa  # noqa: E402
+from mmcourse.data.lm_text import WordTokenizer  # noqa: E402
+from mmcourse.data.shapes import ShapesWorld  # noqa: E402
+from mmcourse.models import (CLIP, LLaVA, LlamaLM, MLPProjector, PatchMerger,  # noqa: E402
+                             load_trainable, trainable_state)
+
+OUT = ROOT / "data" / "vlm-llava.safetensors"
+CLIP_FILE, LM_FILE = ROOT / "data" / "clip-shapes.safetensors", ROOT / "data" / "tiny-lm.safetensors"
+N_TRAIN, N_TEST, BATCH = 8000, 1000, 64
+STAGE1_LR, STAGE2_LR, WARMUP = 2e-3, 1e-3, 50
+
+
+def connector(name: str, vision_dim: int, lm_dim: int) -> tuple[torch.nn.Module, int]:
+    """The connector called ``name`` and the number of visual tokens it makes from 64 patches."""
+    if name == "merger":
+        return PatchMerger(vision_dim, lm_dim, merge=2, positions=16), 16
+    if name == "merger-nopos":
+        return PatchMerger(vision_dim, lm_dim, merge=2), 16
+    if name == "mlp":
+        return MLPProjector(vision_dim, lm_dim), 64
+    raise ValueError(f"unknown connector {name!r}, expected 'merger' or 'mlp'")
+
+
+def load_parts() -> tuple[CLIP, LlamaLM, WordTokenizer]:
+    """The shipped CLIP (eval mode) and the shipped LM with its tokenizer."""
+    return (CLIP.from_checkpoint(CLIP_FILE).eval(), LlamaLM.from_checkpoint(LM_FILE),
+            WordTokenizer.from_checkpoint(LM_FILE))
+
+
+def data(clip: CLIP, layer: int = -2, n_train: int = N_TRAIN, n_test: int = N_TEST) -> dict:
+    """Train, test and held-out scenes and their frozen tower features (hidden state ``layer``)."""
+    world = ShapesWorld(seed=0)
+    out = {"train": world.scenes(n_train), "test": world.scenes(n_test, split="test"),
+           "heldout": world.scenes(n_test, split="heldout")}
+    return out | {f"{k} features": vqa.tower_features(clip, v, layer) for k, v in list(out.items())}
+
+
+def train_llava(vlm: LLaVA, tokenizer: WordTokenizer, d: dict, tokens: int, stage1: int,
+                stage2: int, progress: bool = True, eval_every: int | None = None,
+                lr: float = STAGE2_LR) -> dict:
+    """Stage 1 then stage 2 as the module docstring says; returns the two histories' losses and
+    stage 2's accuracy on the first 300 test scenes every ``eval_every`` steps."""
+    for p in vlm.parameters():
+        p.requires_grad = False
+    curves = {}
+    if stage1:
+        for p in vlm.connector.parameters():
+            p.requires_grad = True
+        batches = vqa.Batches(vqa.caption_examples(d["train"], tokens), d["train features"],
+                              tokenizer, "caption", BATCH)
+        curves["stage 1"] = train.fit(vlm, batches, vqa.batch_loss, stage1, lr=STAGE1_LR,
+                                      warmup=WARMUP, desc="stage 1", progress=progress).loss
+    for p in list(vlm.connector.parameters()) + list(vlm.language_model.parameters()):
+        p.requires_grad = True
+    batches = vqa.Batches(vqa.chat_examples(d["train"], tokens), d["train features"], tokenizer,
+                          "chat", BATCH)
+    def accuracy(model: LLaVA) -> dict[str, float]:
+        return vqa.score_vqa(model, tokenizer, d["test"][:300], d["test features"][:300], tokens,
+                             "chat")[0]
+
+    history = train.fit(vlm, batches, vqa.batch_loss, stage2, lr=lr, warmup=WARMUP,
+                        weight_decay=0.0, desc="stage 2", progress=progress,
+                        eval_fn=accuracy if eval_every else None, eval_every=eval_every)
+    curves["stage 2"] = history.loss
+    if eval_every:
+        curves["stage 2 accuracy"] = history.evals
+        print(json.dumps(history.evals), flush=True)
+    return curves
+
+
+def train_blind(lm: LlamaLM, tokenizer: WordTokenizer, d: dict, stage2: int,
+                progress: bool = True) -> list[float]:
+    """The blind baseline: stage 2's recipe on the same conversations without the image."""
+    batches = vqa.Batches(vqa.chat_examples(d["train"], 0), None, tokenizer, "chat", BATCH)
+    return train.fit(lm, batches, vqa.batch_loss, stage2, lr=STAGE2_LR, warmup=WARMUP,
+                     desc="blind", progress=progress).loss
+
+
+def scores(model: torch.nn.Module, tokenizer: WordTokenizer, d: dict, tokens: int | None
+           ) -> dict[str, dict[str, float]]:
+    """VQA accuracy per type on the test and held-out scenes (``tokens`` None: blind)."""
+    return {split: vqa.score_vqa(model, tokenizer, d[split],
+                                 None if tokens is None else d[f"{split} features"],
+                                 tokens or 0, "chat")[0]
+            for split in ("test", "heldout")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage1", type=int, default=400)
+    parser.add_argument("--stage2", type=int, default=1500)
+    parser.add_argument("--connector", default="merger")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-blind", action="store_true")
+    parser.add_argument("--eval-every", type=int, default=None)
+    parser.add_argument("--layer", type=int, default=-2)
+    parser.add_argument("--n-train", type=int, default=N_TRAIN)
+    parser.add_argument("--n-test", type=int, default=N_TEST)
+    parser.add_argument("--stage2-lr", type=float, default=STAGE2_LR)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    clip, lm, tokenizer = load_parts()
+    d = data(clip, args.layer, args.n_train, args.n_test)
+    utils.seed_everything(0)
+    conn, tokens = connector(args.connector, clip.config.vision.hidden_size, lm.config.hidden_size)
+    vlm = LLaVA(clip.vision, conn, lm, tokenizer.image_token_id, vision_feature_layer=args.layer)
+    curves = train_llava(vlm, tokenizer, d, tokens, args.stage1, args.stage2,
+                         eval_every=args.eval_every, lr=args.stage2_lr)
+    result = {"llava": scores(vlm, tokenizer, d, tokens)}
+    print(json.dumps(result, indent=1), time.perf_counter() - start, flush=True)
+    tensors = {f"llava.{k}": v for k, v in trainable_state(vlm).items()}
+    if not args.no_blind:
+        utils.seed_everything(0)
+        blind = LlamaLM.from_checkpoint(LM_FILE)
+        curves["blind"] = train_blind(blind, tokenizer, d, args.stage2)
+        result["blind"] = scores(blind, tokenizer, d, None)
+        tensors |= {f"blind.{k}": v for k, v in trainable_state(blind).items()}
+    notes = {"scores": result,
+             "curves": {k: (v if k.endswith("accuracy") else smooth(v)) for k, v in curves.items()},
+             "config": {"connector": args.connector, "visual tokens": tokens, "layer": args.layer},
+             "recipe": {"stage1": args.stage1, "stage2": args.stage2, "batch_size": BATCH,
+                        "stage1_lr": STAGE1_LR, "stage2_lr": args.stage2_lr, "warmup": WARMUP,
+                        "n_train": args.n_train, "n_test": args.n_test, "format": "chat",
+                        "world": "ShapesWorld(seed=0)", "conversations per scene": 2},
+             "command": "python scripts/make_vlm.py " + " ".join(sys.argv[1:]),
+             "threads": args.threads, "seconds": round(time.perf_counter() - start, 1),
+             "torch": torch.__version__, "python": platform.python_version()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(args.out),
+              metadata={"notes": json.dumps(notes)})
+    print(json.dumps(result, indent=1), time.perf_counter() - start)
+
+
+def smooth(loss: list[float], window: int = 50, every: int = 10) -> list[float]:
+    """A training curve for the metadata: the trailing mean over ``window`` steps, every
+    ``every``-th step."""
+    return [sum(loss[max(0, k - window + 1): k + 1]) / len(loss[max(0, k - window + 1): k + 1])
+            for k in range(0, len(loss), every)]
+
+
+def load(path: Path, clip: CLIP, tokenizer: WordTokenizer) -> tuple[LLaVA, LlamaLM, dict]:
+    """The shipped tiny LLaVA (on ``clip``'s frozen tower), the blind LM, and the notes."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        notes = json.loads(f.metadata()["notes"])
+    config = notes["config"]
+    conn, _ = connector(config["connector"], clip.config.vision.hidden_size,
+                        LlamaLM.from_checkpoint(LM_FILE).config.hidden_size)
+    vlm = LLaVA(clip.vision, conn, LlamaLM.from_checkpoint(LM_FILE), tokenizer.image_token_id,
+                vision_feature_layer=config["layer"])
+    for p in vlm.vision_tower.parameters():
+        p.requires_grad = False
+    stored = load_file(str(path))
+    load_trainable(vlm, stored, "llava.")
+    blind = load_trainable(LlamaLM.from_checkpoint(LM_FILE), stored, "blind.")
+    return vlm.eval(), blind.eval(), notes
+
+
+if __name__ == "__main__":
+    main()
