@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,7 +37,7 @@ from mmcourse import train, utils, vqa  # noqa: E402
 from mmcourse.data.lm_text import WordTokenizer  # noqa: E402
 from mmcourse.data.shapes import ShapesWorld  # noqa: E402
 from mmcourse.models import (CLIP, CONNECTORS, LlamaLM, connector_model,  # noqa: E402
-                             load_trainable, trainable_state)
+                             trainable_state)
 
 OUT = ROOT / "data" / "vlm-connectors.safetensors"
 CLIP_FILE, LM_FILE = ROOT / "data" / "clip-shapes.safetensors", ROOT / "data" / "tiny-lm.safetensors"
@@ -56,13 +56,6 @@ def test_data(clip: CLIP) -> tuple[list, torch.Tensor]:
     """The first ``N_TEST`` test scenes and their tower features."""
     scenes = ShapesWorld(seed=0).scenes(N_TEST, split="test")
     return scenes, vqa.tower_features(clip, scenes)
-
-
-def load(path: Path, kind: str, clip: CLIP, lm: LlamaLM, tokenizer: WordTokenizer
-         ) -> tuple[torch.nn.Module, int]:
-    """The ``kind`` model with the trained connector weights stored in ``path``, in eval mode."""
-    model, tokens = connector_model(kind, clip.vision, lm, tokenizer.image_token_id)
-    return load_trainable(model, load_file(str(path)), f"{kind}.").eval(), tokens
 
 
 def main() -> None:

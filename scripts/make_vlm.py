@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,24 +43,13 @@ sys.path.insert(0, str(ROOT))
 from mmcourse import train, utils, vqa  # noqa: E402
 from mmcourse.data.lm_text import WordTokenizer  # noqa: E402
 from mmcourse.data.shapes import ShapesWorld  # noqa: E402
-from mmcourse.models import (CLIP, LLaVA, LlamaLM, MLPProjector, PatchMerger,  # noqa: E402
-                             load_trainable, trainable_state)
+from mmcourse.models import (CLIP, LLaVA, LlamaLM, llava_connector,  # noqa: E402
+                             trainable_state)
 
 OUT = ROOT / "data" / "vlm-llava.safetensors"
 CLIP_FILE, LM_FILE = ROOT / "data" / "clip-shapes.safetensors", ROOT / "data" / "tiny-lm.safetensors"
 N_TRAIN, N_TEST, BATCH = 8000, 1000, 64
 STAGE1_LR, STAGE2_LR, WARMUP = 2e-3, 1e-3, 50
-
-
-def connector(name: str, vision_dim: int, lm_dim: int) -> tuple[torch.nn.Module, int]:
-    """The connector called ``name`` and the number of visual tokens it makes from 64 patches."""
-    if name == "merger":
-        return PatchMerger(vision_dim, lm_dim, merge=2, positions=16), 16
-    if name == "merger-nopos":
-        return PatchMerger(vision_dim, lm_dim, merge=2), 16
-    if name == "mlp":
-        return MLPProjector(vision_dim, lm_dim), 64
-    raise ValueError(f"unknown connector {name!r}, expected 'merger' or 'mlp'")
 
 
 def load_parts() -> tuple[CLIP, LlamaLM, WordTokenizer]:
@@ -146,7 +135,8 @@ def main() -> None:
     clip, lm, tokenizer = load_parts()
     d = data(clip, args.layer, args.n_train, args.n_test)
     utils.seed_everything(0)
-    conn, tokens = connector(args.connector, clip.config.vision.hidden_size, lm.config.hidden_size)
+    conn, tokens = llava_connector(args.connector, clip.config.vision.hidden_size,
+                                   lm.config.hidden_size)
     vlm = LLaVA(clip.vision, conn, lm, tokenizer.image_token_id, vision_feature_layer=args.layer)
     curves = train_llava(vlm, tokenizer, d, tokens, args.stage1, args.stage2,
                          eval_every=args.eval_every, lr=args.stage2_lr)
@@ -180,25 +170,6 @@ def smooth(loss: list[float], window: int = 50, every: int = 10) -> list[float]:
     ``every``-th step."""
     return [sum(loss[max(0, k - window + 1): k + 1]) / len(loss[max(0, k - window + 1): k + 1])
             for k in range(0, len(loss), every)]
-
-
-def load(path: Path, clip: CLIP, tokenizer: WordTokenizer) -> tuple[LLaVA, LlamaLM, dict]:
-    """The shipped tiny LLaVA (on ``clip``'s frozen tower), the blind LM, and the notes."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        notes = json.loads(f.metadata()["notes"])
-    config = notes["config"]
-    conn, _ = connector(config["connector"], clip.config.vision.hidden_size,
-                        LlamaLM.from_checkpoint(LM_FILE).config.hidden_size)
-    vlm = LLaVA(clip.vision, conn, LlamaLM.from_checkpoint(LM_FILE), tokenizer.image_token_id,
-                vision_feature_layer=config["layer"])
-    for p in vlm.vision_tower.parameters():
-        p.requires_grad = False
-    stored = load_file(str(path))
-    load_trainable(vlm, stored, "llava.")
-    blind = load_trainable(LlamaLM.from_checkpoint(LM_FILE), stored, "blind.")
-    return vlm.eval(), blind.eval(), notes
 
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ _EXPORTS: dict[str, str] = {
     "connector_model": "vlm",
     "trainable_state": "vlm",
     "load_trainable": "vlm",
+    "read_notes": "vlm",
+    "load_connectors": "vlm",
+    "llava_connector": "vlm",
+    "load_llava": "vlm",
     "module_tree": "inspect",
     "parameter_split": "inspect",
 }

@@ -387,3 +387,69 @@ def load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], prefix: s
                          f"{sorted(set(stored) ^ expected)[:3]} ...")
     model.load_state_dict(stored, strict=False)
     return model
+
+
+# ------------------------------------------------------------------- shipped checkpoints
+def read_notes(path) -> dict:
+    """The ``notes`` JSON a checkpoint made by scripts/make_connectors.py or scripts/make_vlm.py
+    holds in its metadata (recipe, curves, scores, command, time)."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if "notes" not in metadata:
+        raise ValueError(f"{path} has no 'notes' in its metadata (got {sorted(metadata)})")
+    return json.loads(metadata["notes"])
+
+
+def load_connectors(path, vision_tower: CLIPVisionTower, language_model: LlamaLM,
+                    image_token_id: int) -> tuple[dict[str, tuple[nn.Module, int]], dict]:
+    """§40.4's four connectors as scripts/make_connectors.py saved them: ``{kind: (model, visual
+    tokens)}`` on the given frozen tower and LM (shared, not copied), in eval mode, and the notes."""
+    from safetensors.torch import load_file
+
+    for p in list(vision_tower.parameters()) + list(language_model.parameters()):
+        p.requires_grad = False
+    stored, models = load_file(str(path)), {}
+    for kind in CONNECTORS:
+        model, tokens = connector_model(kind, vision_tower, language_model, image_token_id)
+        models[kind] = (load_trainable(model, stored, f"{kind}.").eval(), tokens)
+    return models, read_notes(path)
+
+
+def llava_connector(name: str, vision_dim: int, lm_dim: int) -> tuple[nn.Module, int]:
+    """The connectors scripts/make_vlm.py can train, by name, and the visual tokens each makes
+    from 64 patches: ``"merger"`` (2 x 2 patches per token with learned positions, 16 tokens),
+    ``"merger-nopos"`` (the same without positions) and ``"mlp"`` (one token per patch)."""
+    if name == "merger":
+        return PatchMerger(vision_dim, lm_dim, merge=2, positions=16), 16
+    if name == "merger-nopos":
+        return PatchMerger(vision_dim, lm_dim, merge=2), 16
+    if name == "mlp":
+        return MLPProjector(vision_dim, lm_dim), 64
+    raise ValueError(f"unknown connector {name!r}, expected 'merger', 'merger-nopos' or 'mlp'")
+
+
+def load_llava(path, vision_tower: CLIPVisionTower, lm_path, image_token_id: int
+               ) -> tuple[LLaVA, LlamaLM, dict]:
+    """§40.5's tiny LLaVA as scripts/make_vlm.py saved it (on ``vision_tower``, frozen; its
+    connector and fine-tuned LM), the blind baseline LM beside it, both in eval mode, and the notes.
+    ``lm_path`` is the pretrained LM both started from (data/tiny-lm.safetensors): the file stores
+    every trained tensor, the LM's architecture comes from there."""
+    from safetensors.torch import load_file
+
+    notes = read_notes(path)
+    config = notes["config"]
+    lm = LlamaLM.from_checkpoint(lm_path)
+    connector, _ = llava_connector(config["connector"], vision_tower.config.hidden_size,
+                                   lm.config.hidden_size)
+    vlm = LLaVA(vision_tower, connector, lm, image_token_id,
+                vision_feature_layer=config["layer"])
+    for p in vlm.vision_tower.parameters():
+        p.requires_grad = False
+    stored = load_file(str(path))
+    load_trainable(vlm, stored, "llava.")
+    blind = load_trainable(LlamaLM.from_checkpoint(lm_path), stored, "blind.")
+    return vlm.eval(), blind.eval(), notes

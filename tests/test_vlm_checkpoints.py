@@ -1,0 +1,89 @@
+"""The shipped vision-language checkpoints of §40.4 and §40.5 and the scripts that make them.
+
+data/vlm-connectors.safetensors (four connectors between the frozen CLIP tower and the frozen
+tiny LM) and data/vlm-llava.safetensors (the tiny LLaVA and its blind baseline) must load, stay
+small and reproduce the scores stored in them; each script's code path (train, score, save) must
+run on a tiny budget. Offline, about half a minute.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from scripts import make_connectors, make_vlm  # noqa: E402
+
+from mmcourse import vqa  # noqa: E402
+from mmcourse.data.shapes import ShapesWorld  # noqa: E402
+from mmcourse.models import CONNECTORS, load_connectors, load_llava, read_notes  # noqa: E402
+
+CONNECTORS_FILE = ROOT / "data" / "vlm-connectors.safetensors"
+LLAVA_FILE = ROOT / "data" / "vlm-llava.safetensors"
+
+
+def test_shipped_connectors_reproduce_their_stored_scores():
+    assert CONNECTORS_FILE.stat().st_size < 2_000_000
+    clip, lm, tokenizer = make_connectors.frozen_parts()
+    models, notes = load_connectors(CONNECTORS_FILE, clip.vision, lm, tokenizer.image_token_id)
+    assert list(models) == list(CONNECTORS) == list(notes["scores"])
+    assert "make_connectors.py" in notes["command"] and notes["threads"] >= 1
+    scenes, features = make_connectors.test_data(clip)
+    for kind, (model, tokens) in models.items():
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == \
+            notes["trainable"][kind]
+        scores = vqa.score_vqa(model, tokenizer, scenes, features, tokens)[0]
+        for key, value in notes["scores"][kind].items():
+            assert scores[key] == pytest.approx(value, abs=1e-6), (kind, key)
+
+
+def test_shipped_llava_reproduces_its_stored_scores_and_beats_blind():
+    assert LLAVA_FILE.stat().st_size < 4_000_000
+    clip, _, tokenizer = make_vlm.load_parts()
+    vlm, blind, notes = load_llava(LLAVA_FILE, clip.vision, make_vlm.LM_FILE,
+                                   tokenizer.image_token_id)
+    assert "make_vlm.py" in notes["command"]
+    d = make_vlm.data(clip, notes["config"]["layer"], n_train=1, n_test=notes["recipe"]["n_test"])
+    tokens = notes["config"]["visual tokens"]
+    stored = notes["scores"]
+    for name, model, k in (("llava", vlm, tokens), ("blind", blind, None)):
+        scores = make_vlm.scores(model, tokenizer, d, k)
+        for split in ("test", "heldout"):
+            for key, value in stored[name][split].items():
+                assert scores[split][key] == pytest.approx(value, abs=1e-6), (name, split, key)
+    test = stored["llava"]["test"]
+    assert test["overall"] >= 0.80
+    assert all(test[t] > stored["blind"]["test"][t] for t in test if t != "overall")
+
+
+def test_make_connectors_trains_scores_and_saves(tmp_path, monkeypatch):
+    out = tmp_path / "connectors.safetensors"
+    monkeypatch.setattr(make_connectors, "N_TEST", 6)
+    monkeypatch.setattr(make_connectors, "BATCH", 4)
+    monkeypatch.setattr(sys, "argv", ["make_connectors.py", "--steps", "2", "--n-train", "12",
+                                      "--out", str(out)])
+    make_connectors.main()
+    clip, lm, tokenizer = make_connectors.frozen_parts()
+    models, notes = load_connectors(out, clip.vision, lm, tokenizer.image_token_id)
+    assert list(models) == list(CONNECTORS) and notes["recipe"]["steps"] == 2
+    assert set(notes["scores"]["linear"]) == {"overall", "colour", "shape", "count", "existence",
+                                               "relation"}
+
+
+def test_make_vlm_trains_both_stages_and_the_blind_baseline(tmp_path, monkeypatch):
+    out = tmp_path / "llava.safetensors"
+    monkeypatch.setattr(make_vlm, "BATCH", 4)
+    monkeypatch.setattr(sys, "argv", ["make_vlm.py", "--stage1", "2", "--stage2", "2",
+                                      "--eval-every", "1", "--n-train", "12", "--n-test", "5",
+                                      "--out", str(out)])
+    make_vlm.main()
+    clip, _, tokenizer = make_vlm.load_parts()
+    vlm, blind, notes = load_llava(out, clip.vision, make_vlm.LM_FILE, tokenizer.image_token_id)
+    assert set(notes["curves"]) == {"stage 1", "stage 2", "stage 2 accuracy", "blind"}
+    assert notes["recipe"]["stage2"] == 2 and set(notes["scores"]) == {"llava", "blind"}
+    assert read_notes(out) == notes
+    scenes = ShapesWorld(seed=0).scenes(2, split="test")
+    assert len(vqa.answer_questions(vlm, tokenizer, [scenes[0].qa[0].question],
+                                    vqa.tower_features(clip, scenes[:1]), 16, "chat")) == 1
