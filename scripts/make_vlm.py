@@ -1,28 +1,32 @@
-"""Train §40.5's tiny LLaVA for longer than a notebook can, and the text-only ("blind") baseline
-beside it, and save both to data/ (weights, configuration, vocabulary, recipe, training curves
-and scores as metadata).
+"""Train §40.5's tiny LLaVA for longer than a notebook can, beside the same model with its
+language model frozen and the text-only ("blind") baseline, and save all three to data/ (the
+trained tensors; recipe, training curves, seconds per step and scores as metadata).
 
 The model is built as LLaVA is: the frozen image tower of the §40.1 CLIP
 (data/clip-shapes.safetensors, its penultimate layer, 64 patch features of width 64), a connector
-(``--connector``: a ``PatchMerger`` by default, 2 x 2 patches per visual token, so 16 tokens), and
-the §40.4 language model (data/tiny-lm.safetensors).
+(``--connector``: a ``PatchMerger`` with learned positions by default, 2 x 2 patches per visual
+token, so 16 tokens), and the §40.4 language model (data/tiny-lm.safetensors).
 
 - Stage 1, feature alignment (``--stage1`` steps): the connector alone learns to turn an image into
   tokens from which the frozen LM writes the scene's captions.
 - Stage 2, visual instruction tuning (``--stage2`` steps): the connector and the whole LM learn
   from conversations generated from the scenes' annotations in the chat template
-  (``mmcourse.vqa.chat_examples``), the loss on the assistant's words only.
-- The blind baseline: the same LM tuned by the same stage-2 recipe on the same conversations with
-  the image removed, so it sees exactly the words the LLaVA sees.
+  (``mmcourse.vqa.chat_examples``, two per scene), the loss on the assistant's words only.
+- "frozen": the same two stages, but stage 2 trains the connector alone (the LM stays as
+  pretrained, as BLIP-2 and Flamingo keep theirs).
+- "blind": the same LM tuned by the same stage-2 recipe on the same conversations with the image
+  removed, so it sees exactly the words the LLaVA sees.
 
 Scores: official VQA accuracy (``mmcourse.metrics.vqa_accuracy``) per question type on the first
 ``N_TEST`` test scenes and the first ``N_TEST`` held-out scenes (each holds a colour-shape pair
-never seen in training), greedy one-word answers in the chat template.
+never seen in training), greedy one-word answers in the chat template; during stage 2, accuracy on
+300 test scenes every ``--eval-every`` steps.
 
-Usage: python scripts/make_vlm.py [--stage1 400] [--stage2 1500] [--out PATH]
-Deterministic on one machine for a fixed number of threads (``--threads``, default 1). The shipped
-files were made by the default command on one CPU thread of this project's 2-core machine (their
-``notes`` metadata holds the command and time). tests/test_vlm_checkpoint.py reloads them and
+Usage: python scripts/make_vlm.py [--models llava,frozen,blind] [--stage2 5000] [--out PATH]
+Deterministic on one machine for a fixed number of threads (``--threads``, default 1); each model
+is seeded on its own, so ``--models`` subsets train exactly what the full run trains. The shipped
+file was made by the default command on one CPU thread of this project's 2-core machine (its
+``notes`` metadata holds the command and time). tests/test_vlm_checkpoints.py reloads it and
 recomputes the scores. Licence: MIT, as the repository (weights we trained on generated data).
 """
 from __future__ import annotations
@@ -48,7 +52,9 @@ from mmcourse.models import (CLIP, LLaVA, LlamaLM, llava_connector,  # noqa: E40
 
 OUT = ROOT / "data" / "vlm-llava.safetensors"
 CLIP_FILE, LM_FILE = ROOT / "data" / "clip-shapes.safetensors", ROOT / "data" / "tiny-lm.safetensors"
-N_TRAIN, N_TEST, BATCH = 8000, 1000, 64
+N_TRAIN, N_TEST, BATCH = 20000, 1000, 64
+#: the models a run trains: the LLaVA, the same with its LM frozen in stage 2, the blind baseline
+MODELS = ("llava", "frozen", "blind")
 STAGE1_LR, STAGE2_LR, WARMUP = 2e-3, 1e-3, 50
 
 
@@ -68,9 +74,10 @@ def data(clip: CLIP, layer: int = -2, n_train: int = N_TRAIN, n_test: int = N_TE
 
 def train_llava(vlm: LLaVA, tokenizer: WordTokenizer, d: dict, tokens: int, stage1: int,
                 stage2: int, progress: bool = True, eval_every: int | None = None,
-                lr: float = STAGE2_LR) -> dict:
-    """Stage 1 then stage 2 as the module docstring says; returns the two histories' losses and
-    stage 2's accuracy on the first 300 test scenes every ``eval_every`` steps."""
+                lr: float = STAGE2_LR, freeze_lm: bool = False) -> dict:
+    """Stage 1 then stage 2 as the module docstring says (``freeze_lm``: stage 2 trains the
+    connector alone); returns the two histories' losses, stage 2's seconds per step and its
+    accuracy on the first 300 test scenes every ``eval_every`` steps."""
     for p in vlm.parameters():
         p.requires_grad = False
     curves = {}
@@ -81,7 +88,10 @@ def train_llava(vlm: LLaVA, tokenizer: WordTokenizer, d: dict, tokens: int, stag
                               tokenizer, "caption", BATCH)
         curves["stage 1"] = train.fit(vlm, batches, vqa.batch_loss, stage1, lr=STAGE1_LR,
                                       warmup=WARMUP, desc="stage 1", progress=progress).loss
-    for p in list(vlm.connector.parameters()) + list(vlm.language_model.parameters()):
+    trained = list(vlm.connector.parameters())
+    if not freeze_lm:
+        trained += list(vlm.language_model.parameters())
+    for p in trained:
         p.requires_grad = True
     batches = vqa.Batches(vqa.chat_examples(d["train"], tokens), d["train features"], tokenizer,
                           "chat", BATCH)
@@ -89,10 +99,12 @@ def train_llava(vlm: LLaVA, tokenizer: WordTokenizer, d: dict, tokens: int, stag
         return vqa.score_vqa(model, tokenizer, d["test"][:300], d["test features"][:300], tokens,
                              "chat")[0]
 
+    start = time.perf_counter()
     history = train.fit(vlm, batches, vqa.batch_loss, stage2, lr=lr, warmup=WARMUP,
                         weight_decay=0.0, desc="stage 2", progress=progress,
                         eval_fn=accuracy if eval_every else None, eval_every=eval_every)
     curves["stage 2"] = history.loss
+    curves["stage 2 seconds per step"] = (time.perf_counter() - start) / max(stage2, 1)
     if eval_every:
         curves["stage 2 accuracy"] = history.evals
         print(json.dumps(history.evals), flush=True)
@@ -118,39 +130,49 @@ def scores(model: torch.nn.Module, tokenizer: WordTokenizer, d: dict, tokens: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage1", type=int, default=400)
-    parser.add_argument("--stage2", type=int, default=1500)
+    parser.add_argument("--stage1", type=int, default=300)
+    parser.add_argument("--stage2", type=int, default=5000)
     parser.add_argument("--connector", default="merger")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"which of {MODELS} to train (each is seeded on its own, so a subset "
+                             "trains exactly what the full run would)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-blind", action="store_true")
-    parser.add_argument("--eval-every", type=int, default=None)
+    parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--layer", type=int, default=-2)
     parser.add_argument("--n-train", type=int, default=N_TRAIN)
     parser.add_argument("--n-test", type=int, default=N_TEST)
     parser.add_argument("--stage2-lr", type=float, default=STAGE2_LR)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    models = args.models.split(",")
+    if not set(models) <= set(MODELS):
+        raise SystemExit(f"--models must name some of {MODELS}, got {args.models!r}")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     clip, lm, tokenizer = load_parts()
     d = data(clip, args.layer, args.n_train, args.n_test)
-    utils.seed_everything(0)
-    conn, tokens = llava_connector(args.connector, clip.config.vision.hidden_size,
-                                   lm.config.hidden_size)
-    vlm = LLaVA(clip.vision, conn, lm, tokenizer.image_token_id, vision_feature_layer=args.layer)
-    curves = train_llava(vlm, tokenizer, d, tokens, args.stage1, args.stage2,
-                         eval_every=args.eval_every, lr=args.stage2_lr)
-    result = {"llava": scores(vlm, tokenizer, d, tokens)}
-    print(json.dumps(result, indent=1), time.perf_counter() - start, flush=True)
-    tensors = {f"llava.{k}": v for k, v in trainable_state(vlm).items()}
-    if not args.no_blind:
+    tokens = llava_connector(args.connector, 1, 1)[1]
+    curves, result, tensors = {}, {}, {}
+    for name in models:
         utils.seed_everything(0)
-        blind = LlamaLM.from_checkpoint(LM_FILE)
-        curves["blind"] = train_blind(blind, tokenizer, d, args.stage2)
-        result["blind"] = scores(blind, tokenizer, d, None)
-        tensors |= {f"blind.{k}": v for k, v in trainable_state(blind).items()}
+        if name == "blind":
+            model = LlamaLM.from_checkpoint(LM_FILE)
+            curves["blind"] = train_blind(model, tokenizer, d, args.stage2)
+        else:
+            conn, _ = llava_connector(args.connector, clip.config.vision.hidden_size,
+                                      lm.config.hidden_size)
+            model = LLaVA(clip.vision, conn, LlamaLM.from_checkpoint(LM_FILE),
+                          tokenizer.image_token_id, vision_feature_layer=args.layer)
+            prefix = "" if name == "llava" else f"{name} "
+            curves |= {prefix + k: v for k, v in train_llava(
+                model, tokenizer, d, tokens, args.stage1, args.stage2, eval_every=args.eval_every,
+                lr=args.stage2_lr, freeze_lm=name == "frozen").items()}
+        result[name] = scores(model, tokenizer, d, None if name == "blind" else tokens)
+        tensors |= {f"{name}.{k}": v for k, v in trainable_state(model).items()}
+        print(name, json.dumps(result[name], indent=1), time.perf_counter() - start, flush=True)
     notes = {"scores": result,
-             "curves": {k: (v if k.endswith("accuracy") else smooth(v)) for k, v in curves.items()},
+             "curves": {k: (v if "accuracy" in k or "seconds" in k else smooth(v))
+                        for k, v in curves.items()},
              "config": {"connector": args.connector, "visual tokens": tokens, "layer": args.layer},
              "recipe": {"stage1": args.stage1, "stage2": args.stage2, "batch_size": BATCH,
                         "stage1_lr": STAGE1_LR, "stage2_lr": args.stage2_lr, "warmup": WARMUP,
@@ -162,7 +184,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(args.out),
               metadata={"notes": json.dumps(notes)})
-    print(json.dumps(result, indent=1), time.perf_counter() - start)
 
 
 def smooth(loss: list[float], window: int = 50, every: int = 10) -> list[float]:

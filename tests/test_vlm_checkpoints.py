@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,20 +43,20 @@ def test_shipped_connectors_reproduce_their_stored_scores():
 def test_shipped_llava_reproduces_its_stored_scores_and_beats_blind():
     assert LLAVA_FILE.stat().st_size < 4_000_000
     clip, _, tokenizer = make_vlm.load_parts()
-    vlm, blind, notes = load_llava(LLAVA_FILE, clip.vision, make_vlm.LM_FILE,
-                                   tokenizer.image_token_id)
-    assert "make_vlm.py" in notes["command"]
+    models, notes = load_llava(LLAVA_FILE, clip.vision, make_vlm.LM_FILE, tokenizer.image_token_id)
+    assert list(models) == list(make_vlm.MODELS) and "make_vlm.py" in notes["command"]
     d = make_vlm.data(clip, notes["config"]["layer"], n_train=1, n_test=notes["recipe"]["n_test"])
     tokens = notes["config"]["visual tokens"]
     stored = notes["scores"]
-    for name, model, k in (("llava", vlm, tokens), ("blind", blind, None)):
-        scores = make_vlm.scores(model, tokenizer, d, k)
+    for name, model in models.items():
+        scores = make_vlm.scores(model, tokenizer, d, None if name == "blind" else tokens)
         for split in ("test", "heldout"):
             for key, value in stored[name][split].items():
                 assert scores[split][key] == pytest.approx(value, abs=1e-6), (name, split, key)
     test = stored["llava"]["test"]
     assert test["overall"] >= 0.80
     assert all(test[t] > stored["blind"]["test"][t] for t in test if t != "overall")
+    assert test["overall"] > stored["frozen"]["test"]["overall"]
 
 
 def test_make_connectors_trains_scores_and_saves(tmp_path, monkeypatch):
@@ -80,9 +81,17 @@ def test_make_vlm_trains_both_stages_and_the_blind_baseline(tmp_path, monkeypatc
                                       "--out", str(out)])
     make_vlm.main()
     clip, _, tokenizer = make_vlm.load_parts()
-    vlm, blind, notes = load_llava(out, clip.vision, make_vlm.LM_FILE, tokenizer.image_token_id)
-    assert set(notes["curves"]) == {"stage 1", "stage 2", "stage 2 accuracy", "blind"}
-    assert notes["recipe"]["stage2"] == 2 and set(notes["scores"]) == {"llava", "blind"}
+    models, notes = load_llava(out, clip.vision, make_vlm.LM_FILE, tokenizer.image_token_id)
+    stages = {"stage 1", "stage 2", "stage 2 accuracy", "stage 2 seconds per step"}
+    assert set(notes["curves"]) == stages | {f"frozen {k}" for k in stages} | {"blind"}
+    assert notes["recipe"]["stage2"] == 2 and list(notes["scores"]) == list(make_vlm.MODELS)
+    vlm = models["llava"]
+    # the frozen model's LM is the pretrained one; the LLaVA's has moved
+    pretrained = make_vlm.load_parts()[1].state_dict()
+    assert all(torch.equal(v, pretrained[k])
+               for k, v in models["frozen"].language_model.state_dict().items())
+    assert not all(torch.equal(v, pretrained[k])
+                   for k, v in vlm.language_model.state_dict().items())
     assert read_notes(out) == notes
     scenes = ShapesWorld(seed=0).scenes(2, split="test")
     assert len(vqa.answer_questions(vlm, tokenizer, [scenes[0].qa[0].question],

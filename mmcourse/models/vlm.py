@@ -433,23 +433,30 @@ def llava_connector(name: str, vision_dim: int, lm_dim: int) -> tuple[nn.Module,
 
 
 def load_llava(path, vision_tower: CLIPVisionTower, lm_path, image_token_id: int
-               ) -> tuple[LLaVA, LlamaLM, dict]:
-    """§40.5's tiny LLaVA as scripts/make_vlm.py saved it (on ``vision_tower``, frozen; its
-    connector and fine-tuned LM), the blind baseline LM beside it, both in eval mode, and the notes.
-    ``lm_path`` is the pretrained LM both started from (data/tiny-lm.safetensors): the file stores
-    every trained tensor, the LM's architecture comes from there."""
+               ) -> tuple[dict[str, nn.Module], dict]:
+    """§40.5's models as scripts/make_vlm.py saved them, in eval mode, by name: ``"llava"`` (on
+    ``vision_tower``, frozen; its connector and fine-tuned LM), ``"frozen"`` (the same trained
+    with the LM frozen) and ``"blind"`` (the text-only baseline LM) — those the file holds — and
+    the notes. ``lm_path`` is the pretrained LM they all started from (data/tiny-lm.safetensors):
+    the file stores only trained tensors, the LM's architecture and frozen weights come from
+    there."""
     from safetensors.torch import load_file
 
     notes = read_notes(path)
-    config = notes["config"]
-    lm = LlamaLM.from_checkpoint(lm_path)
-    connector, _ = llava_connector(config["connector"], vision_tower.config.hidden_size,
-                                   lm.config.hidden_size)
-    vlm = LLaVA(vision_tower, connector, lm, image_token_id,
-                vision_feature_layer=config["layer"])
-    for p in vlm.vision_tower.parameters():
-        p.requires_grad = False
-    stored = load_file(str(path))
-    load_trainable(vlm, stored, "llava.")
-    blind = load_trainable(LlamaLM.from_checkpoint(lm_path), stored, "blind.")
-    return vlm.eval(), blind.eval(), notes
+    config, stored, models = notes["config"], load_file(str(path)), {}
+    for name in notes["scores"]:
+        lm = LlamaLM.from_checkpoint(lm_path)
+        if name == "blind":
+            models[name] = load_trainable(lm, stored, "blind.").eval()
+            continue
+        connector, _ = llava_connector(config["connector"], vision_tower.config.hidden_size,
+                                       lm.config.hidden_size)
+        vlm = LLaVA(vision_tower, connector, lm, image_token_id,
+                    vision_feature_layer=config["layer"])
+        frozen = list(vlm.vision_tower.parameters())
+        if name == "frozen":
+            frozen += list(vlm.language_model.parameters())
+        for p in frozen:
+            p.requires_grad = False
+        models[name] = load_trainable(vlm, stored, f"{name}.").eval()
+    return models, notes
