@@ -23,10 +23,13 @@ never seen in training), greedy one-word answers in the chat template; during st
 300 test scenes every ``--eval-every`` steps.
 
 Usage: python scripts/make_vlm.py [--models llava,frozen,blind] [--stage2 5000] [--out PATH]
+       python scripts/make_vlm.py --merge PART.safetensors PART.safetensors [--out PATH]
 Deterministic on one machine for a fixed number of threads (``--threads``, default 1); each model
-is seeded on its own, so ``--models`` subsets train exactly what the full run trains. The shipped
-file was made by the default command on one CPU thread of this project's 2-core machine (its
-``notes`` metadata holds the command and time). tests/test_vlm_checkpoints.py reloads it and
+is seeded on its own, so ``--models`` subsets train exactly what the full run trains, and
+``--merge`` joins such partial files (same recipe) into one, as the full run would have written
+it. The shipped file was made on this project's 2-core machine as two one-thread runs side by
+side, ``--models llava,blind`` and ``--models frozen``, then merged (its ``notes`` metadata holds
+the commands and the summed time). tests/test_vlm_checkpoints.py reloads it and
 recomputes the scores. Licence: MIT, as the repository (weights we trained on generated data).
 """
 from __future__ import annotations
@@ -102,7 +105,7 @@ def train_llava(vlm: LLaVA, tokenizer: WordTokenizer, d: dict, tokens: int, stag
     start = time.perf_counter()
     history = train.fit(vlm, batches, vqa.batch_loss, stage2, lr=lr, warmup=WARMUP,
                         weight_decay=0.0, desc="stage 2", progress=progress,
-                        eval_fn=accuracy if eval_every else None, eval_every=eval_every)
+                        eval_fn=accuracy if eval_every else None, eval_every=eval_every or None)
     curves["stage 2"] = history.loss
     curves["stage 2 seconds per step"] = (time.perf_counter() - start) / max(stage2, 1)
     if eval_every:
@@ -143,7 +146,12 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=N_TEST)
     parser.add_argument("--stage2-lr", type=float, default=STAGE2_LR)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="join files written by runs with --models subsets, train nothing")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     models = args.models.split(",")
     if not set(models) <= set(MODELS):
         raise SystemExit(f"--models must name some of {MODELS}, got {args.models!r}")
@@ -184,6 +192,39 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(args.out),
               metadata={"notes": json.dumps(notes)})
+
+
+def merge(parts: list[Path], out: Path) -> None:
+    """Join the files of runs that trained disjoint ``--models`` subsets with the same recipe into
+    one file with the models in ``MODELS`` order (their seconds summed, their commands listed)."""
+    from safetensors import safe_open
+
+    from mmcourse.models import read_notes
+
+    notes = [read_notes(p) for p in parts]
+    same = ("config", "recipe", "threads", "torch", "python")
+    for n in notes[1:]:
+        if any(n[k] != notes[0][k] for k in same):
+            raise SystemExit(f"--merge: the parts differ in {[k for k in same if n[k] != notes[0][k]]}")
+    found = [name for n in notes for name in n["scores"]]
+    if len(found) != len(set(found)):
+        raise SystemExit(f"--merge: a model is in more than one part: {found}")
+    order = [name for name in MODELS if name in found]
+    scores = {name: s for name in order for n in notes for k, s in n["scores"].items() if k == name}
+    curves = {k: v for n in notes for k, v in n["curves"].items()}
+    tensors = {}
+    for p in parts:
+        with safe_open(str(p), "pt") as f:
+            tensors |= {k: f.get_tensor(k) for k in f.keys()}
+    merged = {"scores": scores, "curves": curves, **{k: notes[0][k] for k in ("config", "recipe")},
+              "command": " && ".join([n["command"].strip() for n in notes]
+                                     + ["python scripts/make_vlm.py --merge "
+                                        + " ".join(p.name for p in parts)]),
+              "threads": notes[0]["threads"], "seconds": round(sum(n["seconds"] for n in notes), 1),
+              "torch": notes[0]["torch"], "python": notes[0]["python"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: tensors[k].contiguous() for k in sorted(tensors, key=lambda k: (
+        order.index(k.split(".")[0]), k))}, str(out), metadata={"notes": json.dumps(merged)})
 
 
 def smooth(loss: list[float], window: int = 50, every: int = 10) -> list[float]:

@@ -96,3 +96,32 @@ def test_make_vlm_trains_both_stages_and_the_blind_baseline(tmp_path, monkeypatc
     scenes = ShapesWorld(seed=0).scenes(2, split="test")
     assert len(vqa.answer_questions(vlm, tokenizer, [scenes[0].qa[0].question],
                                     vqa.tower_features(clip, scenes[:1]), 16, "chat")) == 1
+
+
+def test_make_vlm_subsets_merged_equal_the_full_run(tmp_path, monkeypatch):
+    """Each model is seeded on its own, so two runs on --models subsets, merged, write the same
+    tensors and scores as one run of all three (how the shipped file was made)."""
+    monkeypatch.setattr(make_vlm, "BATCH", 4)
+    common = ["--stage1", "2", "--stage2", "3", "--eval-every", "0", "--n-train", "12",
+              "--n-test", "4"]
+    for name, models in (("full", "llava,frozen,blind"), ("a", "llava,blind"), ("b", "frozen")):
+        monkeypatch.setattr(sys, "argv", ["make_vlm.py", *common, "--models", models,
+                                          "--out", str(tmp_path / f"{name}.safetensors")])
+        make_vlm.main()
+    monkeypatch.setattr(sys, "argv", ["make_vlm.py", "--merge", str(tmp_path / "b.safetensors"),
+                                      str(tmp_path / "a.safetensors"),
+                                      "--out", str(tmp_path / "merged.safetensors")])
+    make_vlm.main()
+    from safetensors.torch import load_file
+    full, merged = (load_file(str(tmp_path / f"{n}.safetensors")) for n in ("full", "merged"))
+    assert list(full) == list(merged) and all(torch.equal(full[k], merged[k]) for k in full)
+    full_notes, merged_notes = (read_notes(tmp_path / f"{n}.safetensors") for n in ("full", "merged"))
+    assert merged_notes["scores"] == full_notes["scores"]
+    assert list(merged_notes["scores"]) == list(make_vlm.MODELS)
+    assert {k: v for k, v in merged_notes["curves"].items() if "seconds" not in k} == \
+        {k: v for k, v in full_notes["curves"].items() if "seconds" not in k}
+    assert "--merge" in merged_notes["command"] and "--models frozen" in merged_notes["command"]
+    monkeypatch.setattr(sys, "argv", ["make_vlm.py", "--merge", str(tmp_path / "a.safetensors"),
+                                      str(tmp_path / "full.safetensors")])
+    with pytest.raises(SystemExit, match="more than one part"):
+        make_vlm.main()
