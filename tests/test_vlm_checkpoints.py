@@ -26,7 +26,7 @@ LLAVA_FILE = ROOT / "data" / "vlm-llava.safetensors"
 
 
 def test_shipped_connectors_reproduce_their_stored_scores():
-    assert CONNECTORS_FILE.stat().st_size < 2_000_000
+    assert CONNECTORS_FILE.stat().st_size < 2_500_000
     clip, lm, tokenizer = make_connectors.frozen_parts()
     models, notes = load_connectors(CONNECTORS_FILE, clip.vision, lm, tokenizer.image_token_id)
     assert list(models) == list(CONNECTORS) == list(notes["scores"])
