@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from mmcourse import train, utils, vqa  # noqa: E402
 from mmcourse.data.lm_text import WordTokenizer  # noqa: E402
 from mmcourse.data.shapes import ShapesWorld  # noqa: E402
-from mmcourse.models import (CLIP, LLaVA, LlamaLM, llava_connector,  # noqa: E402
+from mmcourse.models import (CLIP, LLaVA, LlamaLM, llava_connector, read_notes,  # noqa: E402
                              trainable_state)
 
 OUT = ROOT / "data" / "vlm-llava.safetensors"
@@ -197,9 +197,7 @@ def main() -> None:
 def merge(parts: list[Path], out: Path) -> None:
     """Join the files of runs that trained disjoint ``--models`` subsets with the same recipe into
     one file with the models in ``MODELS`` order (their seconds summed, their commands listed)."""
-    from safetensors import safe_open
-
-    from mmcourse.models import read_notes
+    from safetensors.torch import load_file
 
     notes = [read_notes(p) for p in parts]
     same = ("config", "recipe", "threads", "torch", "python")
@@ -210,18 +208,14 @@ def merge(parts: list[Path], out: Path) -> None:
     if len(found) != len(set(found)):
         raise SystemExit(f"--merge: a model is in more than one part: {found}")
     order = [name for name in MODELS if name in found]
-    scores = {name: s for name in order for n in notes for k, s in n["scores"].items() if k == name}
-    curves = {k: v for n in notes for k, v in n["curves"].items()}
-    tensors = {}
-    for p in parts:
-        with safe_open(str(p), "pt") as f:
-            tensors |= {k: f.get_tensor(k) for k in f.keys()}
-    merged = {"scores": scores, "curves": curves, **{k: notes[0][k] for k in ("config", "recipe")},
+    scores = {k: v for n in notes for k, v in n["scores"].items()}
+    tensors = {k: v for p in parts for k, v in load_file(str(p)).items()}
+    merged = {**notes[0], "scores": {name: scores[name] for name in order},
+              "curves": {k: v for n in notes for k, v in n["curves"].items()},
               "command": " && ".join([n["command"].strip() for n in notes]
                                      + ["python scripts/make_vlm.py --merge "
                                         + " ".join(p.name for p in parts)]),
-              "threads": notes[0]["threads"], "seconds": round(sum(n["seconds"] for n in notes), 1),
-              "torch": notes[0]["torch"], "python": notes[0]["python"]}
+              "seconds": round(sum(n["seconds"] for n in notes), 1)}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: tensors[k].contiguous() for k in sorted(tensors, key=lambda k: (
         order.index(k.split(".")[0]), k))}, str(out), metadata={"notes": json.dumps(merged)})
