@@ -45,10 +45,13 @@ def device(prefer: str | None = None) -> torch.device:
 def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     """What the first code cell of every notebook calls: seed everything, cap the CPU threads
     (``MMCOURSE_THREADS`` or 2 by default, the book's budget machine), set the book's figure style
-    (:func:`mmcourse.viz.book_style`) and return the device."""
+    (:func:`mmcourse.viz.book_style`), make the notebook's checks speak to a reader
+    (:func:`mmcourse.checks.install`) and return the device."""
+    from mmcourse.checks import install
     from mmcourse.viz import book_style  # here: importing matplotlib is not free
 
     book_style()
+    install()
     n = threads or int(os.environ.get("MMCOURSE_THREADS", "2"))
     torch.set_num_threads(n)
     seed_everything(seed)
@@ -66,3 +69,25 @@ def scale() -> float:
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     """The number of parameters of ``model`` (only those with ``requires_grad`` if asked)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def script_command(script: str, argv: list[str], default_out: str | os.PathLike) -> str:
+    """The command a reader runs from the repository root to make a shipped file again, as the
+    ``make_*.py`` scripts store it beside the weights: ``python scripts/NAME.py ARGS``, with an
+    ``--out`` that names the shipped file dropped (it is the default) and any other ``--out``
+    reduced to the file's name (a scratch folder of the machine that made it means nothing to a
+    reader)."""
+    from pathlib import Path
+
+    args, k = [], 0
+    while k < len(argv):
+        arg = argv[k]
+        if arg == "--out" or arg.startswith("--out="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[k + 1] if k + 1 < len(argv) else "")
+            k += 1 if "=" in arg else 2
+            if Path(value).name != Path(default_out).name:
+                args += ["--out", Path(value).name]
+            continue
+        args.append(arg)
+        k += 1
+    return " ".join(["python", f"scripts/{Path(script).name}", *args])

@@ -172,7 +172,7 @@ def main() -> None:
     scores = evaluate(model, tokenizer)
     last = history.loss[-100:]
     notes = {"scores": scores, "final loss (mean of the last 100 steps)": sum(last) / len(last),
-             "command": "python scripts/make_clip_checkpoint.py " + " ".join(sys.argv[1:]),
+             "command": utils.script_command(__file__, sys.argv[1:], OUT),
              "device": str(args.device or utils.device()), "seconds": round(seconds, 1),
              "torch": torch.__version__, "python": platform.python_version(),
              "evals": history.evals}  # [(step, scores on the training device)], if --eval-every

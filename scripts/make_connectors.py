@@ -89,7 +89,7 @@ def main() -> None:
     notes |= {"recipe": {"steps": args.steps, "batch_size": BATCH, "lr": LR, "warmup": WARMUP,
                          "n_train": args.n_train, "n_test": N_TEST, "format": "qa",
                          "world": "ShapesWorld(seed=0)"},
-              "command": "python scripts/make_connectors.py " + " ".join(sys.argv[1:]),
+              "command": utils.script_command(__file__, sys.argv[1:], OUT),
               "threads": args.threads, "seconds": round(time.perf_counter() - start, 1),
               "torch": torch.__version__, "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

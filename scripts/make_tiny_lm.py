@@ -147,7 +147,7 @@ def main() -> None:
                         "n_scenes": args.n_scenes, "world": "ShapesWorld(seed=0)",
                         "heldout": f"first {N_HELDOUT} test scenes", "lr": 3e-3, "warmup": 100,
                         "weight_decay": 0.1, "config": asdict(model.config)},
-             "command": "python scripts/make_tiny_lm.py " + " ".join(sys.argv[1:]),
+             "command": utils.script_command(__file__, sys.argv[1:], OUT),
              "threads": args.threads, "seconds": round(seconds, 1),
              "torch": torch.__version__, "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

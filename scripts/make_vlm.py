@@ -186,7 +186,7 @@ def main() -> None:
                         "stage1_lr": STAGE1_LR, "stage2_lr": args.stage2_lr, "warmup": WARMUP,
                         "n_train": args.n_train, "n_test": args.n_test, "format": "chat",
                         "world": "ShapesWorld(seed=0)", "conversations per scene": 2},
-             "command": "python scripts/make_vlm.py " + " ".join(sys.argv[1:]),
+             "command": utils.script_command(__file__, sys.argv[1:], OUT),
              "threads": args.threads, "seconds": round(time.perf_counter() - start, 1),
              "torch": torch.__version__, "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -213,8 +213,8 @@ def merge(parts: list[Path], out: Path) -> None:
     merged = {**notes[0], "scores": {name: scores[name] for name in order},
               "curves": {k: v for n in notes for k, v in n["curves"].items()},
               "command": " && ".join([n["command"].strip() for n in notes]
-                                     + ["python scripts/make_vlm.py --merge "
-                                        + " ".join(p.name for p in parts)]),
+                                     + [utils.script_command(__file__, ["--merge", *(
+                                         p.name for p in parts), "--out", str(out)], OUT)]),
               "seconds": round(sum(n["seconds"] for n in notes), 1)}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: tensors[k].contiguous() for k in sorted(tensors, key=lambda k: (

@@ -168,3 +168,15 @@ def test_check_compares_shapes_before_values(capsys):
     assert check("39.1.patchify", patchify) is True
     assert check("39.1.patchify", transposed) is False
     assert "expected shape (1, 4, 48), got (1, 48, 4)" in capsys.readouterr().out
+
+
+def test_script_command_names_what_a_reader_runs_from_the_root():
+    from mmcourse.utils import script_command
+
+    default = "data/vlm-llava.safetensors"
+    assert script_command("/x/scripts/make_vlm.py", ["--models", "frozen", "--out",
+                          "/tmp/probe/vlmF.safetensors"], default) == (
+        "python scripts/make_vlm.py --models frozen --out vlmF.safetensors")
+    assert script_command("scripts/make_vlm.py", ["--out=/root/o/vlm-llava.safetensors",
+                          "--stage2", "5"], default) == "python scripts/make_vlm.py --stage2 5"
+    assert script_command("make_tiny_lm.py", [], default) == "python scripts/make_tiny_lm.py"

@@ -6,10 +6,11 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mmcourse.data.shapes import (COLORS, HELDOUT_COMBOS, SHAPES, SPLITS, ShapesWorld, _draw_shape, relation,
-                                  to_tensor)
+from mmcourse.data.shapes import (COLORS, HELDOUT_COMBOS, SHAPES, SPLITS, ShapesWorld, _draw_shape, plural,
+                                  relation, to_tensor)
 
 WORLD = ShapesWorld(seed=0)
+SINGULAR = {plural(s): s for s in SHAPES}
 
 
 def test_same_seed_and_index_give_identical_scenes():
@@ -90,8 +91,8 @@ def _expected_answer(scene, question: str) -> str:
         return o.shape
     if q == "how many objects are there":
         return str(len(scene.objects))
-    if m := re.fullmatch(r"how many (\w+)s are there", q):
-        return str(sum(o.shape == m[1] for o in scene.objects))
+    if (m := re.fullmatch(r"how many (\w+) are there", q)) and m[1] in SINGULAR:
+        return str(sum(o.shape == SINGULAR[m[1]] for o in scene.objects))
     if m := re.fullmatch(r"how many (\w+) objects are there", q):
         return str(sum(o.color == m[1] for o in scene.objects))
     if m := re.fullmatch(r"is there a (\w+) (\w+)", q):
@@ -201,3 +202,10 @@ def test_bad_split_and_index():
         WORLD.scene(0, "dev")
     with pytest.raises(ValueError, match=r"index must be in \[0, 2000\) for split 'val'"):
         WORLD.scene(2000, "val")
+
+
+def test_count_questions_use_real_plurals():
+    assert [plural(s) for s in SHAPES] == ["circles", "squares", "triangles", "stars", "crosses"]
+    questions = {qa.question for i in range(400) for qa in WORLD.scene(i, "train").qa}
+    assert "how many crosses are there?" in questions
+    assert not any("crosss" in q for q in questions)

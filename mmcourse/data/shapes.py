@@ -43,6 +43,11 @@ RELATION_TEXT = {"left of": "to the left of", "right of": "to the right of", "ab
 _SIZE_WORDS = {"small": ("small", "small", "little", "tiny"), "large": ("large", "large", "big", "big")}
 
 
+def plural(noun: str) -> str:
+    """The plural of a ShapesWorld noun: ``"cross"`` -> ``"crosses"``, ``"star"`` -> ``"stars"``."""
+    return noun + ("es" if noun.endswith(("s", "sh", "ch", "x", "z")) else "s")
+
+
 @dataclass(frozen=True)
 class ShapeObject:
     """One object of a scene. ``box`` is ``(x0, y0, x1, y1)`` in pixels, end-exclusive."""
@@ -331,7 +336,7 @@ class ShapesWorld:
             q, c = "how many objects are there?", len(objects)
         elif kind == 1:
             s = self.shapes[rng.integers(len(self.shapes))]
-            q, c = f"how many {s}s are there?", sum(o.shape == s for o in objects)
+            q, c = f"how many {plural(s)} are there?", sum(o.shape == s for o in objects)
         else:
             col = self.colors[rng.integers(len(self.colors))]
             q, c = f"how many {col} objects are there?", sum(o.color == col for o in objects)
