@@ -130,11 +130,16 @@ def _is_literal(code: str) -> bool:
 class AssertRewriter(ast.NodeTransformer):
     """Turns ``assert test, msg`` into a call of :func:`check` (or :func:`compare` when ``test``
     is a comparison), so that a failed claim can be reported with its values instead of raised.
-    ``assert`` inside functions defined in a cell is rewritten too."""
+    ``assert`` inside functions defined in a cell is rewritten too, and ``assert a and b`` becomes
+    two checks."""
 
     MODULE = "__mmcourse_checks__"
 
-    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+    def visit_Assert(self, node: ast.Assert) -> ast.AST | list[ast.AST]:
+        if isinstance(node.test, ast.BoolOp) and isinstance(node.test.op, ast.And):
+            # ``assert a and b, msg`` checks ``a`` then ``b``: each reported with its own values
+            return [self.visit_Assert(ast.copy_location(ast.Assert(test, node.msg), node))
+                    for test in node.test.values]
         source = ast.unparse(node.test)
         message: ast.expr = ast.Constant(None)
         if node.msg is not None:

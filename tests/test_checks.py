@@ -69,3 +69,11 @@ def test_record_mode_logs_every_check_and_never_raises(monkeypatch, tmp_path):
 
 def test_install_outside_ipython_is_a_no_op():
     assert checks.install() is False
+
+
+def test_a_conjunction_is_checked_part_by_part(monkeypatch, tmp_path):
+    log = tmp_path / "checks.jsonl"
+    monkeypatch.setenv("MMCOURSE_CHECK_LOG", str(log))
+    run_cell("a, b = 0.99, 0.5\nassert a >= 0.9 and b >= 0.9, (a, b)")
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["source"], r["passed"]) for r in rows] == [("a >= 0.9", True), ("b >= 0.9", False)]
