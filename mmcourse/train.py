@@ -12,6 +12,8 @@ from typing import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from mmcourse.utils import model_device, to_device
+
 
 @dataclass
 class History:
@@ -57,7 +59,8 @@ def fit(
     Args:
         batches: an iterable of batches (cycled if shorter than ``steps``) or a function
             ``step -> batch`` that makes each batch on the fly.
-        loss_fn: ``loss_fn(model, batch) -> scalar tensor``.
+        loss_fn: ``loss_fn(model, batch) -> scalar tensor``. Each batch is first moved to the
+            model's device (:func:`mmcourse.utils.to_device`), so batches may be made on the CPU.
         lr, weight_decay: AdamW's settings when no ``optimizer`` is given; the learning rate warms
             up linearly for ``warmup`` steps and then follows a cosine decay to 10 %.
         eval_fn, eval_every: ``eval_fn(model) -> {name: value}`` called every ``eval_every`` steps and
@@ -79,12 +82,14 @@ def fit(
         t = (step - warmup) / max(1, steps - warmup)
         return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * t)).item())
 
+    device = model_device(model)
     source = batches if callable(batches) else cycle(batches)
     history = History()
     model.train()
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=0.5)
     for step in bar:
         batch = source(step) if callable(source) else next(source)
+        batch = to_device(batch, device)  # batches may be made on the CPU; the model may not be
         for g, base in zip(opt.param_groups, base_lrs):
             g["lr"] = base * lr_factor(step)
         loss = loss_fn(model, batch)

@@ -4,8 +4,10 @@ Built in §39.1.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +42,34 @@ def device(prefer: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a model with neither.
+    Evaluation helpers of the package put their inputs there."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    """``obj`` with every tensor in it moved to ``device``: tensors, and the tuples, lists, dicts
+    and dataclasses (or anything with a ``.to``, such as a ``BatchEncoding``) that hold them.
+    Anything else comes back as it is; a tensor already on ``device`` is not copied."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return type(obj)({k: to_device(v, device) for k, v in obj.items()})
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+        return type(obj)(*(to_device(v, device) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: to_device(getattr(obj, f.name), device)
+                                           for f in dataclasses.fields(obj) if f.init})
+    if hasattr(obj, "to") and callable(obj.to) and not isinstance(obj, torch.nn.Module):
+        return obj.to(device)
+    return obj
 
 
 def setup(seed: int = 0, threads: int | None = None) -> torch.device:

@@ -18,6 +18,7 @@ from mmcourse.data.instructions import chat_text, conversation
 from mmcourse.data.lm_text import WordTokenizer, qa_text
 from mmcourse.data.shapes import Scene, to_tensor
 from mmcourse.metrics import vqa_accuracy
+from mmcourse.utils import model_device, to_device
 
 FORMATS = ("qa", "chat")
 
@@ -27,10 +28,12 @@ def tower_features(clip: nn.Module, scenes: list[Scene], layer: int = -2, batch_
                    ) -> torch.Tensor:
     """The frozen CLIP image tower's patch features of each scene's image, [CLS] dropped:
     (n_scenes, N, D_v). ``clip`` is a :class:`mmcourse.models.CLIP`; ``layer`` indexes its hidden
-    states (-2: the one before the last block, LLaVA's choice)."""
-    chunks = []
+    states (-2: the one before the last block, LLaVA's choice). The images go to ``clip``'s
+    device; the features stay there."""
+    device, chunks = model_device(clip), []
     for k in range(0, len(scenes), batch_size):
-        pixels = clip.pixel_values(to_tensor([s.image for s in scenes[k: k + batch_size]]))
+        images = to_tensor([s.image for s in scenes[k: k + batch_size]]).to(device)
+        pixels = clip.pixel_values(images)
         chunks.append(clip.vision_features(pixels, layer=layer)[:, 1:])
     return torch.cat(chunks)
 
@@ -150,13 +153,15 @@ def answer_questions(model: nn.Module, tokenizer: WordTokenizer, questions: list
                      features: torch.Tensor | None, image_tokens: int, fmt: str = "qa",
                      batch_size: int = 256) -> list[str]:
     """Each question's greedy one-word answer: the most likely next token after the prompt.
-    ``features`` (Q, N, D_v) holds each question's image features (None: a text-only model)."""
-    answers = []
+    ``features`` (Q, N, D_v) holds each question's image features (None: a text-only model);
+    the prompts and features go to ``model``'s device."""
+    device, answers = model_device(model), []
     for k in range(0, len(questions), batch_size):
         rows = [tokenizer.encode(prompt_text(q, image_tokens, fmt))[:-1]  # no <eos>: open answer
                 for q in questions[k: k + batch_size]]
-        ids, mask = left_pad(rows, tokenizer.pad_token_id)
-        kwargs = {} if features is None else {"vision_features": features[k: k + batch_size]}
+        ids, mask = to_device(left_pad(rows, tokenizer.pad_token_id), device)
+        kwargs = {} if features is None else {
+            "vision_features": features[k: k + batch_size].to(device)}
         logits = model(ids, attention_mask=mask, **kwargs).logits[:, -1]  # (B, V)
         answers += [tokenizer.vocab[i] for i in logits.argmax(-1).tolist()]
     return answers

@@ -24,7 +24,8 @@ def recall_at_k(similarity: torch.Tensor, k: int) -> tuple[float, torch.Tensor]:
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"expected k to be a positive int, got {k!r}")
     queries = similarity.shape[0]
-    true_scores = similarity[torch.arange(queries), torch.arange(queries)]  # (Q,)
+    diagonal = torch.arange(queries, device=similarity.device)
+    true_scores = similarity[diagonal, diagonal]  # (Q,)
     rank = (similarity > true_scores[:, None]).sum(dim=1)  # (Q, G) -> (Q,): items above the match
     per_item = rank < k
     return per_item.float().mean().item(), per_item
