@@ -98,6 +98,10 @@ def render(results: dict) -> str:
         m = results[lab]["machine"]
         lines.append(f"| {lab} | {m['cpu']} | {m['cores']} | {m['threads']} | {m['python']} | {m['torch']} | "
                      f"{m.get('gpu', '—')} | {results[lab]['date']} |")
+    if not any("gpu" in results[lab]["machine"] for lab in labels):
+        lines += ["", "GPU times have not been measured yet. The notebooks run unchanged on CUDA",
+                  "(every model and batch goes to `mmcourse.utils.device()`); on a CUDA machine",
+                  "`python scripts/bench.py --label gpu` adds a column to the tables below."]
     notebooks = sorted({nb for lab in labels for nb in results[lab]["notebooks"]},
                        key=lambda n: [int(x) if x.isdigit() else x for x in n.replace("-", ".").split(".")])
     lines += ["", "## Notebooks (seconds)", "", "| notebook | " + " | ".join(labels) + " |",
