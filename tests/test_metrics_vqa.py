@@ -1,5 +1,6 @@
 """VQA accuracy against a transcription of the official evaluation (GT-Vision-Lab/VQA,
-PythonEvaluationTools/vqaEvaluation/vqaEval.py)."""
+PythonEvaluationTools/vqaEvaluation/vqaEval.py): its 2016 version (commit 458a8b2), the default,
+and its 2021 revision (commit a013f00, "Fixed processing answers bug")."""
 import re
 
 import pytest
@@ -55,6 +56,22 @@ class OfficialVQAEval:
             matchingAns = [item for item in otherGTAns if item["answer"] == resAns]
             gtAcc.append(min(1, float(len(matchingAns)) / 3))
         return float(sum(gtAcc)) / len(gtAcc)
+
+
+    def accuracy_2021(self, resAns, answers):
+        """The same question scored as commit a013f00 (March 2021) does: human answers are
+        stripped too; when they disagree, human answers and prediction both get the two
+        normalisation steps; when they all agree, nothing is normalised."""
+        def strip(text):
+            return text.replace("\n", " ").replace("\t", " ").strip()
+
+        gts, resAns = [strip(a) for a in answers], strip(resAns)
+        if len(set(gts)) > 1:
+            gts = [self.processDigitArticle(self.processPunctuation(a)) for a in gts]
+            resAns = self.processDigitArticle(self.processPunctuation(resAns))
+        acc = [min(1, sum(a == resAns for j, a in enumerate(gts) if j != k) / 3)
+               for k in range(len(gts))]
+        return float(sum(acc)) / len(acc)
 
 
 OFFICIAL = OfficialVQAEval()
@@ -126,3 +143,61 @@ def test_normalize_answer():
 def test_bad_input_raises(preds, answers):
     with pytest.raises(ValueError):
         vqa_accuracy(preds, answers)
+
+
+# (prediction, human answers, 2016 accuracy, 2021 accuracy), each derived by reading both versions
+VERSION_CASES = [
+    ("Yes", ["yes"] * 10, 1.0, 0.0),  # 2021: identical answers, raw strings compared
+    ("two", ["2"] * 10, 1.0, 0.0),
+    ("the circle", ["circle"] * 10, 1.0, 0.0),
+    ("yes.", ["yes."] * 10, 0.0, 1.0),
+    ("2", ["two"] * 7 + ["3"] * 3, 0.0, 1.0),  # 2021: disagreeing human answers normalised
+    ("Red", ["Red"] * 2 + ["blue"] * 8, 0.0, 0.6),
+    ("no", ["No"] * 3 + ["yes"] * 7, 0.0, 0.9),
+    ("yes", ["yes "] * 9 + ["no"], 0.0, 1.0),  # 2021: human answers stripped
+    ("yes", ["yes "] * 10, 0.0, 1.0),
+    (" yes\n", ["yes"] * 10, 1.0, 1.0),  # both strip the prediction
+    ("2", ["2"] * 10, 1.0, 1.0),
+    ("blue", ["red"] * 10, 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("pred,answers,acc_2016,acc_2021", VERSION_CASES)
+def test_versions_2016_and_2021(pred, answers, acc_2016, acc_2021):
+    assert vqa_accuracy([pred], [answers])[0] == pytest.approx(acc_2016, abs=1e-12)
+    assert vqa_accuracy([pred], [answers], version="2016")[0] == pytest.approx(acc_2016, abs=1e-12)
+    assert vqa_accuracy([pred], [answers], version="2021")[0] == pytest.approx(acc_2021, abs=1e-12)
+    assert OFFICIAL.accuracy(pred, answers) == pytest.approx(acc_2016, abs=1e-12)
+    assert OFFICIAL.accuracy_2021(pred, answers) == pytest.approx(acc_2021, abs=1e-12)
+
+
+def test_version_2021_matches_transcription():
+    world = ShapesWorld(seed=1, answer_disagreement=0.3)
+    qas = [qa for scene in world.scenes(60) for qa in scene.qa]
+    preds = [(qa.answer, qa.answer.capitalize() + ".", "no", "three", " " + qa.answer)[k % 5]
+             for k, qa in enumerate(qas)]
+    answers = [list(qa.answers) for qa in qas] + [list(a) for _, a, _, _ in VERSION_CASES]
+    preds += [p for p, _, _, _ in VERSION_CASES] + [p for p, *_ in EDGE_CASES]
+    answers += [list(a) for _, a in EDGE_CASES]
+    _, per_item = vqa_accuracy(preds, answers, n_answers=None, version="2021")
+    for pred, ans, value in zip(preds, answers, per_item):
+        assert value == pytest.approx(OFFICIAL.accuracy_2021(pred, ans), abs=1e-9), (pred, ans)
+    _, default = vqa_accuracy(preds, answers, n_answers=None)
+    _, v2016 = vqa_accuracy(preds, answers, n_answers=None, version="2016")
+    assert default == v2016 and default != per_item  # the default is 2016, and they differ
+
+
+def test_version_passes_through_by_type():
+    preds, answers, types = ["Yes", "2"], [["yes"] * 10, ["two"] * 7 + ["3"] * 3], ["a", "b"]
+    assert vqa_accuracy_by_type(preds, answers, types) == pytest.approx(
+        {"overall": 0.5, "a": 1.0, "b": 0.0})
+    assert vqa_accuracy_by_type(preds, answers, types, version="2021") == pytest.approx(
+        {"overall": 0.5, "a": 0.0, "b": 1.0})
+
+
+@pytest.mark.parametrize("version", ["2020", 2016, None, "v2"])
+def test_unknown_version_raises(version):
+    with pytest.raises(ValueError, match="2016"):
+        vqa_accuracy(["yes"], [["yes"] * 10], version=version)
+    with pytest.raises(ValueError, match="2021"):
+        vqa_accuracy_by_type(["yes"], [["yes"] * 10], ["yes/no"], version=version)

@@ -1,9 +1,21 @@
 """VQA accuracy as the official VQA v1/v2 evaluation computes it (``vqaEval.py``).
 
-The official script normalises the *predicted* answer (punctuation, then lower-casing, number words
-to digits, articles dropped, contractions restored) but treats the ten *human* answers differently:
-they only get the punctuation step, and only when the ten answers are not all identical. A
-prediction then scores ``min(1, matches / 3)`` against each set of nine answers left when one
+The official script (GT-Vision-Lab/VQA, ``PythonEvaluationTools/vqaEvaluation/vqaEval.py``) has
+two versions, and code bases use both; ``version`` picks one:
+
+- ``"2016"`` (the default): commit 458a8b2 of October 2016, the version the VQA v2 challenges
+  ran. It normalises the *predicted* answer (tabs and newlines to spaces, strip, punctuation, then
+  lower-casing, number words to digits, articles dropped, contractions restored) but treats the
+  ten *human* answers differently: they only get the punctuation step, and only when the ten
+  answers are not all identical.
+- ``"2021"``: commit a013f00 of March 2021, "Fixed processing answers bug". It strips white space
+  from the human answers too; when the ten are not all identical it gives them and the prediction
+  both normalisation steps; when all ten are identical it normalises neither and compares the raw
+  (stripped) strings. So ``'Yes'`` against ten ``'yes'``, or ``'two'`` against ten ``'2'``, scores
+  1 in the 2016 version and 0 in the 2021 one, while ``'2'`` against seven ``'two'`` and three
+  ``'3'`` scores 0 in 2016 and 1 in 2021.
+
+A prediction then scores ``min(1, matches / 3)`` against each set of nine answers left when one
 annotator is held out, averaged over the ten held-out annotators. This module reproduces all of
 that, quirks included (e.g. the period stripping stops after 32 periods because the script passes
 ``re.UNICODE`` where ``re.sub`` expects ``count``).
@@ -55,9 +67,17 @@ _COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
 
 
 def process_punctuation(text: str) -> str:
-    """The official ``processPunctuation``: a punctuation mark is deleted when it touches a space
-    (or the answer has a digit-comma-digit), otherwise replaced by a space; then periods not
-    followed by a digit are deleted (at most 32 of them, as the official call does)."""
+    """The official ``processPunctuation``. For each of the 21 marks the decision is taken once,
+    for the whole answer: if the mark touches a space anywhere in it (or the answer has a
+    digit-comma-digit group such as ``1,000``), every occurrence of the mark is deleted, otherwise
+    every occurrence becomes a space; then periods not followed by a digit are deleted (at most 32
+    of them, as the official call does).
+
+    >>> process_punctuation("a-b -c")  # "-c" has a hyphen after a space: both hyphens go
+    'ab c'
+    >>> process_punctuation("a-b")
+    'a b'
+    """
     out = text
     for p in PUNCTUATION:
         if (p + " " in text or " " + p in text) or _COMMA_STRIP.search(text) is not None:
@@ -75,15 +95,29 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
+def _strip(answer: str) -> str:
+    """Tabs and newlines to spaces, then strip, as both versions do to the prediction."""
+    return answer.replace("\n", " ").replace("\t", " ").strip()
+
+
 def normalize_answer(answer: str) -> str:
-    """How the official script normalises a *predicted* answer: tabs and newlines to spaces,
-    strip, :func:`process_punctuation`, :func:`process_digit_article`.
+    """How the official script normalises a *predicted* answer (and, in its 2021 version, human
+    answers that disagree): tabs and newlines to spaces, strip, :func:`process_punctuation`,
+    :func:`process_digit_article`.
 
     >>> normalize_answer("Two dogs.")
     '2 dogs'
     """
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(answer))
+    return process_digit_article(process_punctuation(_strip(answer)))
+
+
+VERSIONS = ("2016", "2021")
+
+
+def _check_version(version: str) -> None:
+    if not isinstance(version, str) or version not in VERSIONS:
+        raise ValueError(f"expected version '2016' (GT-Vision-Lab/VQA commit 458a8b2, the "
+                         f"default) or '2021' (commit a013f00), got {version!r}")
 
 
 def _check(predictions: list[str], answers: list[list[str]], n_answers: int | None) -> None:
@@ -107,13 +141,19 @@ def _check(predictions: list[str], answers: list[list[str]], n_answers: int | No
                              f"{len(gts)}")
 
 
-def question_accuracy(prediction: str, answers: list[str]) -> float:
+def question_accuracy(prediction: str, answers: list[str], version: str = "2016") -> float:
     """The official accuracy of one prediction against its human answers (usually ten): the mean,
-    over held-out annotators, of ``min(1, #other annotators who gave the prediction / 3)``."""
-    pred = normalize_answer(prediction)
-    gts = list(answers)
-    if len(set(gts)) > 1:  # the official script only cleans human answers when they disagree
-        gts = [process_punctuation(a) for a in gts]
+    over held-out annotators, of ``min(1, #other annotators who gave the prediction / 3)``, with
+    the normalisation of the script's ``version`` (``"2016"`` or ``"2021"``, see the module)."""
+    _check_version(version)
+    if version == "2016":
+        pred, gts = normalize_answer(prediction), list(answers)
+        if len(set(gts)) > 1:  # human answers: punctuation only, and only when they disagree
+            gts = [process_punctuation(a) for a in gts]
+    else:
+        pred, gts = _strip(prediction), [_strip(a) for a in answers]
+        if len(set(gts)) > 1:  # both normalised alike; identical answers: raw strings compared
+            pred, gts = normalize_answer(pred), [normalize_answer(a) for a in gts]
     hits = [a == pred for a in gts]
     total = sum(hits)
     # holding out annotator k leaves total - hits[k] matching answers among the others
@@ -122,17 +162,21 @@ def question_accuracy(prediction: str, answers: list[str]) -> float:
 
 def vqa_accuracy(predictions: list[str], answers: list[list[str]],
                  answer_types: list[str] | None = None, n_answers: int | None = 10,
+                 version: str = "2016",
                  ) -> tuple[float, list[float]] | tuple[float, list[float], dict[str, float]]:
     """Official VQA v1/v2 accuracy of ``predictions`` (Q strings) against ``answers`` (Q lists of
-    ten human answers; pass ``n_answers=None`` to allow another number).
+    ten human answers; pass ``n_answers=None`` to allow another number). ``version`` chooses the
+    official script's normalisation: ``"2016"`` (commit 458a8b2, the default) or ``"2021"``
+    (commit a013f00); the module docstring says how they differ.
 
     Returns ``(corpus, per_item)``: the mean accuracy in [0, 1] and each question's accuracy. With
     ``answer_types`` (Q labels such as "yes/no", "number", "other") a third element is returned:
     the mean accuracy per type. The official script reports these numbers x100, rounded to two
     decimals; here they are left as unrounded fractions. Built in §42.1.
     """
+    _check_version(version)
     _check(predictions, answers, n_answers)
-    per_item = [question_accuracy(p, a) for p, a in zip(predictions, answers)]
+    per_item = [question_accuracy(p, a, version) for p, a in zip(predictions, answers)]
     corpus = sum(per_item) / len(per_item)
     if answer_types is None:
         return corpus, per_item
@@ -150,10 +194,11 @@ def _by_type(per_item: list[float], types: list[str]) -> dict[str, float]:
 
 
 def vqa_accuracy_by_type(predictions: list[str], answers: list[list[str]], answer_types: list[str],
-                         n_answers: int | None = 10) -> dict[str, float]:
+                         n_answers: int | None = 10, version: str = "2016") -> dict[str, float]:
     """Mean official accuracy per answer type (e.g. ``{"yes/no": 0.93, "number": 0.71, ...}``),
-    plus ``"overall"``. Built in §42.1."""
-    corpus, _, by_type = vqa_accuracy(predictions, answers, answer_types, n_answers)
+    plus ``"overall"``, with the script's ``version`` as in :func:`vqa_accuracy`. Built in
+    §42.1."""
+    corpus, _, by_type = vqa_accuracy(predictions, answers, answer_types, n_answers, version)
     return {"overall": corpus, **by_type}
 
 
