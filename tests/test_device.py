@@ -146,3 +146,4 @@ def test_retrieval_scores_accept_a_similarity_on_the_models_device():
     # the diagonal's indices are made where the similarity lives (a CUDA matrix needs CUDA ones)
     similarity = torch.eye(4) + 0.1
     assert retrieval_scores(similarity)["image->text R@1"] == 1.0
+

@@ -4,8 +4,9 @@ BLIP (Li et al. 2022) pre-trains one model with three objectives, each with its 
 the same text transformer:
 
 - **ITC**, image-text contrastive: the unimodal text encoder (bidirectional self-attention, no
-  image) read at its first token, against the image's [CLS] token, with the symmetric InfoNCE of
-  CLIP (:func:`mmcourse.losses.contrastive_loss`).
+  image) read at its first token, against the image's [CLS] token. BLIP follows ALBEF here: a
+  momentum encoder supplies soft targets. Ours simplifies it to the symmetric InfoNCE of CLIP
+  with one-hot targets (:func:`mmcourse.losses.contrastive_loss`).
 - **ITM**, image-text matching: the image-grounded encoder (the same layers with cross-attention
   to the image tokens, first token ``[ENC]``) classifies a pair as matched or not; negatives are
   mined from the ITC similarities (:func:`mine_negatives`), hard ones more often.
@@ -119,7 +120,9 @@ def mine_negatives(similarity: torch.Tensor, exclude: torch.Tensor | None = None
     drawn with probability ``softmax(similarity[i])`` over the other candidates when ``hard``
     (BLIP's and ALBEF's hard negatives: the more similar, the likelier) or uniformly when not.
     ``exclude`` (B, B) bool marks further candidates that must not be drawn (e.g. a text equal to
-    the positive's, which is no negative at all). Returns (B,) candidate indices. Built in §40.7."""
+    the positive's, which is no negative at all). Returns (B,) candidate indices, on the device of
+    ``similarity``; the draw itself is made on the CPU (``generator`` is a CPU generator).
+    Built in §40.7."""
     if similarity.dim() != 2 or similarity.shape[0] != similarity.shape[1]:
         raise ValueError(f"expected a square similarity matrix (B, B), got "
                          f"{tuple(similarity.shape)}")
@@ -130,7 +133,8 @@ def mine_negatives(similarity: torch.Tensor, exclude: torch.Tensor | None = None
         raise ValueError("a row has no candidate left to draw a negative from")
     logits = similarity.float() if hard else torch.zeros_like(similarity, dtype=torch.float)
     weights = logits.masked_fill(banned, float("-inf")).softmax(dim=1)  # (B, B)
-    return torch.multinomial(weights, 1, generator=generator).squeeze(1)
+    # drawn on the CPU, where ``generator`` lives: the same negatives whatever the device
+    return torch.multinomial(weights.cpu(), 1, generator=generator).squeeze(1).to(weights.device)
 
 
 class BLIP(nn.Module):

@@ -25,6 +25,7 @@ from mmcourse.models.connectors import PerceiverResampler, QFormer
 from mmcourse.models.fusion import GatedCrossAttentionBlock
 from mmcourse.models.llama import KVCache, LlamaLM, LlamaOutput
 from mmcourse.nn import ACTIVATIONS
+from mmcourse.utils import model_device
 
 
 # ------------------------------------------------------------------------------- connectors
@@ -407,15 +408,17 @@ def read_notes(path) -> dict:
 def load_connectors(path, vision_tower: CLIPVisionTower, language_model: LlamaLM,
                     image_token_id: int) -> tuple[dict[str, tuple[nn.Module, int]], dict]:
     """§40.4's four connectors as scripts/make_connectors.py saved them: ``{kind: (model, visual
-    tokens)}`` on the given frozen tower and LM (shared, not copied), in eval mode, and the notes."""
+    tokens)}`` on the given frozen tower and LM (shared, not copied), in eval mode, on the tower's
+    device, and the notes."""
     from safetensors.torch import load_file
 
+    device = model_device(vision_tower)
     for p in list(vision_tower.parameters()) + list(language_model.parameters()):
         p.requires_grad = False
     stored, models = load_file(str(path)), {}
     for kind in CONNECTORS:
         model, tokens = connector_model(kind, vision_tower, language_model, image_token_id)
-        models[kind] = (load_trainable(model, stored, f"{kind}.").eval(), tokens)
+        models[kind] = (load_trainable(model, stored, f"{kind}.").eval().to(device), tokens)
     return models, read_notes(path)
 
 
@@ -439,15 +442,16 @@ def load_llava(path, vision_tower: CLIPVisionTower, lm_path, image_token_id: int
     with the LM frozen) and ``"blind"`` (the text-only baseline LM) — those the file holds — and
     the notes. ``lm_path`` is the pretrained LM they all started from (data/tiny-lm.safetensors):
     the file stores only trained tensors, the LM's architecture and frozen weights come from
-    there."""
+    there. The models are put on ``vision_tower``'s device."""
     from safetensors.torch import load_file
 
+    device = model_device(vision_tower)
     notes = read_notes(path)
     config, stored, models = notes["config"], load_file(str(path)), {}
     for name in notes["scores"]:
         lm = LlamaLM.from_checkpoint(lm_path)
         if name == "blind":
-            models[name] = load_trainable(lm, stored, "blind.").eval()
+            models[name] = load_trainable(lm, stored, "blind.").eval().to(device)
             continue
         connector, _ = llava_connector(config["connector"], vision_tower.config.hidden_size,
                                        lm.config.hidden_size)
@@ -458,5 +462,5 @@ def load_llava(path, vision_tower: CLIPVisionTower, lm_path, image_token_id: int
             frozen += list(vlm.language_model.parameters())
         for p in frozen:
             p.requires_grad = False
-        models[name] = load_trainable(vlm, stored, f"{name}.").eval()
+        models[name] = load_trainable(vlm, stored, f"{name}.").eval().to(device)
     return models, notes
