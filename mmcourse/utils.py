@@ -76,7 +76,8 @@ def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     """What the first code cell of every notebook calls: seed everything, cap the CPU threads
     (``MMCOURSE_THREADS`` or 2 by default, the book's budget machine), set the book's figure style
     (:func:`mmcourse.viz.book_style`), make the notebook's checks speak to a reader
-    (:func:`mmcourse.checks.install`) and return the device."""
+    (:func:`mmcourse.checks.install`), keep GPUs in full float32 (no TF32) and return the
+    device."""
     from mmcourse.checks import install
     from mmcourse.viz import book_style  # here: importing matplotlib is not free
 
@@ -85,6 +86,9 @@ def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     n = threads or int(os.environ.get("MMCOURSE_THREADS", "2"))
     torch.set_num_threads(n)
     seed_everything(seed)
+    # full float32 on GPUs: TF32 convolutions (cuDNN's default) would miss the 1e-5 equivalences
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     return device()
 
 

@@ -16,7 +16,8 @@ def _check_scores(scores: torch.Tensor) -> None:
 
 def scores_to_ranks(scores: torch.Tensor) -> torch.Tensor:
     """The rank of every candidate, 1 = best: (N, C) scores -> (N, C) ranks. Ties are broken by
-    candidate order (a stable sort), as VisDial's scorer sorts. Built in §40.3."""
+    candidate order (a stable sort), so that ranks are reproducible; VisDial's scorer calls
+    PyTorch's default ``sort``, which promises no order among ties. Built in §40.3."""
     _check_scores(scores)
     order = scores.argsort(dim=1, descending=True, stable=True)  # (N, C): candidates, best first
     positions = torch.arange(1, scores.shape[1] + 1, device=scores.device).expand_as(order)

@@ -47,10 +47,12 @@ class VisDialConfig:
 
 
 class SentenceEncoder(nn.Module):
-    """A position-aware bag of words (the position encoding of end-to-end memory networks): token
-    ids (B, L), right-padded with 0 -> ``Linear(sum_j l_p(j) * E[w_j])`` (B, dim), where p(j) is
-    the word's position counted back from the last real token and ``l_p`` a learned vector per
-    position (initialised to 1), so recent words can weigh more than old ones. Built in §40.3."""
+    """A position-aware bag of words, after the position encoding of end-to-end memory networks:
+    token ids (B, L), right-padded with 0 -> ``Linear(sum_j l_p(j) * E[w_j])`` (B, dim), where
+    p(j) is the word's position counted back from the last real token and ``l_p`` a learned vector
+    per position (initialised to 1), so recent words can weigh more than old ones. (Theirs is a
+    fixed weighting counted from the start of the sentence; only their temporal encoding is
+    learned.) Built in §40.3."""
 
     def __init__(self, embedding: nn.Embedding, dim: int, max_len: int = 128) -> None:
         super().__init__()
@@ -134,8 +136,8 @@ class LateFusionEncoder(nn.Module):
     """Late fusion: question and the whole history (one long token string) are encoded separately,
     the image is attended with the query q + h, and the three are concatenated and fused by a
     two-layer MLP: ``tanh(MLP([v; q; h]))`` (B, dim); without history ``tanh(MLP([v; q]))``,
-    the image attended with q.
-    Built in §40.3."""
+    the image attended with q. (VisDial's v1.0 starter code attends with the question alone and
+    fuses with one linear layer and a tanh.) Built in §40.3."""
 
     def __init__(self, config: VisDialConfig, embedding: nn.Embedding) -> None:
         super().__init__()
