@@ -90,8 +90,8 @@ def stft(waveform, n_fft: int = 400, hop_length: int = 160, win_length: int | No
                                     mode=pad_mode)
         x = x.reshape(*shape[:-1], -1)  # (..., N) -> (..., N + 2 * (n_fft // 2))
     left = (n_fft - win_length) // 2
-    window = torch.zeros(n_fft, dtype=x.dtype)
-    window[left:left + win_length] = hann_window(win_length, x.dtype)
+    window = x.new_zeros(n_fft)  # on the waveform's device
+    window[left:left + win_length] = hann_window(win_length, x.dtype).to(x.device)
     frames = frame(x, n_fft, hop_length) * window  # (..., frames, n_fft)
     return torch.fft.rfft(frames, dim=-1).transpose(-1, -2)  # -> (..., n_fft // 2 + 1, frames)
 
@@ -167,6 +167,7 @@ def mel_spectrogram(waveform, sample_rate: int = 16_000, n_fft: int = 400, hop_l
     (..., n_mels, frames), as ``librosa.feature.melspectrogram``. Built in §39.2."""
     spec = power_spectrogram(waveform, n_fft, hop_length, power, center, pad_mode)
     filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, dtype=spec.dtype)
+    filters = filters.to(spec.device)
     return filters @ spec  # (n_mels, bins) @ (..., bins, frames) -> (..., n_mels, frames)
 
 
@@ -218,4 +219,5 @@ def mfcc(log_mel, n_mfcc: int = 13) -> torch.Tensor:
     if s.dim() < 2:
         raise ValueError(f"expected log-mel features of shape (..., n_mels, frames), "
                          f"got {tuple(s.shape)}")
-    return dct_matrix(n_mfcc, s.shape[-2], s.dtype) @ s  # (n_mfcc, n_mels) @ (..., n_mels, T)
+    basis = dct_matrix(n_mfcc, s.shape[-2], s.dtype).to(s.device)
+    return basis @ s  # (n_mfcc, n_mels) @ (..., n_mels, T)

@@ -147,3 +147,12 @@ def test_retrieval_scores_accept_a_similarity_on_the_models_device():
     similarity = torch.eye(4) + 0.1
     assert retrieval_scores(similarity)["image->text R@1"] == 1.0
 
+
+
+def test_audio_features_are_computed_where_the_waveform_is():
+    from mmcourse.audio import log_mel_spectrogram, mfcc
+
+    waveform = torch.zeros(2, 16_000).to(META)
+    log_mel = log_mel_spectrogram(waveform, top_db=None)
+    assert log_mel.device == META and tuple(log_mel.shape) == (2, 80, 101)
+    assert mfcc(log_mel).device == META

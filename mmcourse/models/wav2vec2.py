@@ -2,9 +2,10 @@
 
 A stack of 1-D convolutions turns a raw waveform (B, samples) into a sequence of feature vectors
 (B, channels, frames): the first layer is normalised either per channel over time (GroupNorm with
-one group per channel, ``feat_extract_norm="group"``, wav2vec 2.0 Base and HuBERT Base) or every
-layer per frame over channels (LayerNorm, ``"layer"``, the Large models); every layer ends in a
-GELU.
+one group per channel, ``feat_extract_norm="group"``: wav2vec 2.0 Base, HuBERT Base and wav2vec
+2.0 Large trained on LibriSpeech 960 h) or every layer per frame over channels (LayerNorm with
+convolution biases, ``"layer"``: wav2vec 2.0 Large LV-60k, XLSR and HuBERT Large); every layer
+ends in a GELU.
 With the default strides (5, 2, 2, 2, 2, 2, 2) a frame is 320 samples, 20 ms at 16 kHz, and sees a
 window of 400 samples, 25 ms. ``Wav2Vec2FeatureEncoder.from_transformers`` loads the weights of a
 ``transformers.Wav2Vec2Model`` (or ``HubertModel``) and gives its feature encoder's output.
@@ -139,8 +140,10 @@ class Wav2Vec2FeatureEncoder(nn.Module):
         return "group" if layer == 0 else None
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        """``input_values`` (B, samples), normalised audio as wav2vec 2.0's feature extractor
-        gives it -> (B, conv_dim[-1], frames) with ``frames = config.output_length(samples)``."""
+        """``input_values`` (B, samples), audio as the ``transformers`` feature extractor gives it
+        (zero mean, unit variance under its default ``do_normalize``, as the LV-60k models were
+        trained; the original Base and Large LibriSpeech checkpoints read unnormalised audio) ->
+        (B, conv_dim[-1], frames) with ``frames = config.output_length(samples)``."""
         if input_values.dim() != 2:
             raise ValueError("expected input_values of shape (B, samples), "
                              f"got {tuple(input_values.shape)}")
