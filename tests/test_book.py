@@ -54,6 +54,15 @@ def test_notebook_anatomy(path):
     assert 15 <= len(nb.cells) <= 60
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_brings_tensors_to_the_cpu_before_numpy(path):
+    """On a GPU a tensor's ``.numpy()`` fails: every call goes through ``.cpu()`` first."""
+    nb = nbformat.read(path, as_version=4)
+    bad = [line.strip() for c in nb.cells if c.cell_type == "code"
+           for line in c.source.splitlines() if re.search(r"(?<!\.cpu\(\))\.numpy\(\)", line)]
+    assert not bad, bad
+
+
 def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
     entries = toc_entries()
     missing = [e for e in entries if resolve(e) is None]
