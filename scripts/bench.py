@@ -132,6 +132,23 @@ def render(results: dict) -> str:
         for lab, entry in sorted(json.loads(metrics_file.read_text()).items()):
             m = entry["caption_metrics"]
             lines.append(f"| {lab} | {m['pycocoevalcap_s']:.2f} | {m['mmcourse_s']:.2f} | {m['speedup']:.1f}× |")
+    sweep_file = ROOT / "book" / "thread-sweep.json"
+    if sweep_file.exists():  # written by scripts/thread_sweep.py --book
+        sweep = json.loads(sweep_file.read_text())
+        counts = ", ".join(map(str, sweep["threads"]))
+        lines += ["", "## Checks across thread counts", "",
+                  "A notebook's hidden checks test numbers that training produced, and a thread count",
+                  "changes the order in which PyTorch adds numbers, so a run takes another path: the",
+                  "cheapest stand-in for a reader's other processor. `make sweep`",
+                  f"(`scripts/thread_sweep.py`) ran every notebook with {counts} threads on this",
+                  f"machine ({sweep['machine']}, {sweep['cores']} cores, {sweep['date']}). A check",
+                  "*moved* when some thread count gave it another value; the margins of the checks",
+                  "cover the spread measured, which each check's comment in its notebook records.", "",
+                  "| notebook | checks | moved | failed at some thread count |", "|---|---|---|---|"]
+        for nb, row in sweep["notebooks"].items():
+            lines.append(f"| `{nb}` | {row['checks']} | {row['moved']} | {row['failed']} |")
+        lines.append(f"| **all notebooks** | {sweep['checks']} | {sweep['moved_count']} | "
+                     f"{sweep['failed_count']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,8 +7,10 @@ that :mod:`mmcourse.checks` logs every ``assert`` of every cell (its code, the v
 whether it held) instead of raising. The report lists, for every check whose values moved or that
 failed at some thread count, the values at each count: the spread a margin must cover.
 
-Usage: python scripts/thread_sweep.py [--threads 1,2,3,4] [--out sweep] [NOTEBOOK ...]
-Writes ``OUT/checks-<n>.jsonl`` (one line per check), ``OUT/times.json`` and ``OUT/report.md``.
+Usage: python scripts/thread_sweep.py [--threads 1,2,3,4] [--out sweep] [--book] [NOTEBOOK ...]
+Writes ``OUT/checks-<n>.jsonl`` (one line per check), ``OUT/times.json`` and ``OUT/report.md``;
+with ``--book`` also ``book/thread-sweep.json``, which ``scripts/bench.py`` renders into the
+runtime page.
 """
 from __future__ import annotations
 
@@ -52,8 +54,9 @@ def run(notebook: Path, threads: int, log: Path) -> tuple[float, int]:
     return time.perf_counter() - start, code.returncode
 
 
-def report(out: Path, counts: list[int]) -> str:
-    """Markdown: each check that moved across thread counts or failed at one, with its values."""
+def report(out: Path, counts: list[int]) -> tuple[str, dict]:
+    """Markdown: each check that moved across thread counts or failed at one, with its values;
+    and the same as a summary for the book's runtime page."""
     table: dict[tuple[str, str, int], dict[int, dict]] = defaultdict(dict)
     for n in counts:
         seen: dict[tuple[str, str], int] = defaultdict(int)
@@ -65,8 +68,10 @@ def report(out: Path, counts: list[int]) -> str:
     lines = ["| notebook | check | " + " | ".join(f"{n} thr" for n in counts) + " |",
              "|---|---|" + "---|" * len(counts)]
     n_checks = n_moved = n_failed = 0
+    summary: dict = {"threads": counts, "notebooks": defaultdict(lambda: [0, 0, 0])}
     for (nb, source, k), rows in sorted(table.items()):
         n_checks += 1
+        summary["notebooks"][nb][0] += 1
         values = {n: rows[n]["values"] if n in rows else None for n in counts}
         failed = any(n in rows and not rows[n]["passed"] for n in counts)
         moved = len({json.dumps(v) for v in values.values()}) > 1
@@ -74,17 +79,23 @@ def report(out: Path, counts: list[int]) -> str:
             continue
         n_moved += moved
         n_failed += failed
+        summary["notebooks"][nb][1] += moved
+        summary["notebooks"][nb][2] += failed
 
         def cell(n: int) -> str:
             if n not in rows:
                 return "absent"
-            shown = ", ".join(str(v[1]) for v in rows[n]["values"] if not _literal(v[0]))
+            shown = ", ".join(f"{v[1]:.4g}" if isinstance(v[1], float) else str(v[1])
+                              for v in rows[n]["values"] if not _literal(v[0]))
             return ("" if rows[n]["passed"] else "**FAIL** ") + (shown or "")
         lines.append(f"| {Path(nb).stem} | `{source[:90]}` #{k} | "
                      + " | ".join(cell(n) for n in counts) + " |")
     head = (f"{n_checks} checks; {n_moved} moved with the thread count; {n_failed} failed at "
             f"some count.\n\n")
-    return head + "\n".join(lines) + "\n"
+    summary |= {"checks": n_checks, "moved_count": n_moved, "failed_count": n_failed,
+                "notebooks": {nb: dict(zip(("checks", "moved", "failed"), v))
+                              for nb, v in sorted(summary["notebooks"].items())}}
+    return head + "\n".join(lines) + "\n", summary
 
 
 def _literal(code: str) -> bool:
@@ -101,6 +112,8 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2,3,4")
     parser.add_argument("--out", type=Path, default=ROOT / "sweep")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--book", action="store_true",
+                        help="also write book/thread-sweep.json for the runtime page")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
     counts = [int(n) for n in args.threads.split(",")]
@@ -114,8 +127,16 @@ def main() -> None:
                 times[f"{nb.relative_to(ROOT)} @{n}"] = [round(seconds, 1), code]
                 print(f"{n} threads  {nb.name}: {seconds:.0f} s  rc={code}", flush=True)
                 times_file.write_text(json.dumps(times, indent=1))
-    (args.out / "report.md").write_text(report(args.out, counts))
-    print((args.out / "report.md").read_text())
+    text, summary = report(args.out, counts)
+    (args.out / "report.md").write_text(text)
+    print(text)
+    if args.book:  # the runtime page's section on checks across thread counts
+        sys.path.insert(0, str(ROOT))
+        from scripts.bench import machine
+
+        summary |= {"date": time.strftime("%Y-%m-%d"), "machine": machine()["cpu"],
+                    "cores": os.cpu_count()}
+        (ROOT / "book" / "thread-sweep.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":
