@@ -17,8 +17,9 @@ from mmcourse import train, utils, vqa
 from mmcourse.data.lm_text import WordTokenizer
 from mmcourse.data.shapes import ShapesWorld, to_tensor
 from mmcourse.metrics import retrieval_scores
-from mmcourse.models import (CLIP, LLaVA, CLIPConfig, CLIPVisionTower, FlamingoVLM, LlamaConfig,
-                             LlamaLM, MLPProjector, QFormerConnector, ViTConfig)
+from mmcourse.models import (CLIP, LLaVA, CLIPConfig, FlamingoVLM, MLPProjector,
+                             QFormerConnector)
+from test_vlm import _tiny_parts  # the tiny tower and LM of the VLM tests
 
 META = torch.device("meta")
 
@@ -108,16 +109,6 @@ def test_clip_runs_whole_on_another_device():
     assert out.logits_per_image.device == META and tuple(out.logits_per_image.shape) == (1, 2)
     features = vqa.tower_features(clip, [ShapesWorld(seed=0, image_size=32).scene(1)])
     assert features.device == META  # the helper sent the images where the tower is
-
-
-def _tiny_parts() -> tuple[CLIPVisionTower, LlamaLM]:
-    torch.manual_seed(0)
-    tower = CLIPVisionTower(ViTConfig(image_size=16, patch_size=4, hidden_size=32,
-                                      num_hidden_layers=2, num_attention_heads=4,
-                                      intermediate_size=64, hidden_act="quick_gelu"))
-    lm = LlamaLM(LlamaConfig(vocab_size=50, hidden_size=48, intermediate_size=64,
-                             num_attention_heads=4, num_key_value_heads=2))
-    return tower.eval(), lm.eval()
 
 
 @pytest.mark.parametrize("connector", ["mlp", "qformer"])
