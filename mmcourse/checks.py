@@ -1,14 +1,16 @@
 """The notebooks' checks of what their text claims, and how a failed one speaks to a reader.
 
-Every notebook ends its sections with hidden check cells (tag ``remove-cell``) whose ``assert``
-statements test the claims of the text: an accuracy reached, an equivalence, a shape. On this
+Every notebook ends its sections with hidden check cells (tag ``remove-cell``, first line
+:data:`MARKER`) whose ``assert`` statements test the claims of the text: an accuracy reached, an
+equivalence, a shape. On this
 project's machines they must all hold; on a reader's machine a training run rounds differently
 (another processor, thread count or library version adds floating-point numbers in another
 order), so a trained accuracy can land a little off the value the book measured.
 
 :func:`install` (called by :func:`mmcourse.utils.setup`, the first cell of every notebook)
-rewrites the ``assert`` statements of every later cell, as pytest rewrites those of a test, into
-calls of :func:`check`, which knows the values on both sides of a comparison. Then:
+rewrites the ``assert`` statements of every later check cell, as pytest rewrites those of a test,
+into calls of :func:`check`, which knows the values on both sides of a comparison. Other cells,
+a reader's own among them, keep their plain ``assert``. In a check cell:
 
 * strict mode (``MMCOURSE_STRICT=1``, set by the Makefile for the book build and the tests): a
   failed check raises ``AssertionError`` with the values, as a plain ``assert`` would;
@@ -29,6 +31,7 @@ import math
 import numbers
 import operator
 import os
+import textwrap
 from typing import Any, Callable
 
 _OPERATORS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
@@ -39,10 +42,13 @@ _OPERATORS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
     ast.In: ("in", lambda a, b: a in b), ast.NotIn: ("not in", lambda a, b: a not in b),
 }
 _SYMBOL_TO_FUNCTION = {symbol: function for symbol, function in _OPERATORS.values()}
-HARDWARE_NOTE = ("Differences of this size come from the hardware: another processor, thread "
-                 "count or library version adds floating-point numbers in another order, and a "
-                 "training run drifts with it. The text's values were measured on the book's "
-                 "2-core CPU. (MMCOURSE_STRICT=1 turns this note into an error.)")
+#: the first line of every check cell: only those cells' ``assert`` statements are rewritten
+MARKER = "# Checks of the text's claims"
+HARDWARE_NOTE = ("Differences of a few points like this one come from the hardware: another "
+                 "processor, thread count or library version adds floating-point numbers in "
+                 "another order, and a training run drifts with it. The text's values were "
+                 "measured on the book's 2-core CPU; a large difference points to a change in "
+                 "the code. (MMCOURSE_STRICT=1 turns this note into an error.)")
 
 
 def strict() -> bool:
@@ -100,6 +106,8 @@ def check(passed: Any, source: str, message: Callable[[], Any] | None = None,
     got = ", ".join(f"{code} = {_show(value)}" for code, value in operands
                     if not _is_literal(code))
     detail = "" if message is None else _show(message(), limit=400)
+    if detail in {_show(value) for _, value in operands}:
+        detail = ""  # the message only repeats a value shown already
     if strict():
         raise AssertionError("; ".join(part for part in (source, got, detail) if part))
     lines = [f"A check of the text did not hold on this machine: {source}"]
@@ -107,7 +115,8 @@ def check(passed: Any, source: str, message: Callable[[], Any] | None = None,
         lines.append(f"  this run got: {got}")
     if detail:
         lines.append(f"  details: {detail}")
-    lines.append("  " + HARDWARE_NOTE)
+    lines += textwrap.wrap(HARDWARE_NOTE, width=88, initial_indent="  ",
+                           subsequent_indent="  ")
     print("\n".join(lines))
 
 
@@ -131,9 +140,18 @@ class AssertRewriter(ast.NodeTransformer):
     """Turns ``assert test, msg`` into a call of :func:`check` (or :func:`compare` when ``test``
     is a comparison), so that a failed claim can be reported with its values instead of raised.
     ``assert`` inside functions defined in a cell is rewritten too, and ``assert a and b`` becomes
-    two checks."""
+    two checks. With ``active`` (a callable), a cell is rewritten only while it returns True."""
 
     MODULE = "__mmcourse_checks__"
+
+    def __init__(self, active: Callable[[], bool] | None = None) -> None:
+        self.active = active
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:
+        if self.active is not None and not self.active():
+            return node
+        self.generic_visit(node)
+        return node
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST | list[ast.AST]:
         if isinstance(node.test, ast.BoolOp) and isinstance(node.test.op, ast.And):
@@ -162,8 +180,21 @@ class AssertRewriter(ast.NodeTransformer):
         return ast.copy_location(ast.Expr(call), node)
 
 
+class _CheckCellSeen:
+    """An IPython input transformer that notes whether the cell about to run is a check cell
+    (its first line starts with :data:`MARKER`); it leaves the cell's text as it is."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        self.seen = bool(lines) and lines[0].startswith(MARKER)
+        return lines
+
+
 def install(shell: Any | None = None) -> bool:
-    """Rewrite the ``assert`` statements of every cell run after this one (IPython only).
+    """Rewrite the ``assert`` statements of every check cell (first line :data:`MARKER`) run
+    after this one (IPython only).
 
     Returns whether it installed (False outside IPython). Installing twice is harmless.
     """
@@ -179,5 +210,7 @@ def install(shell: Any | None = None) -> bool:
 
     shell.user_ns[AssertRewriter.MODULE] = sys.modules[__name__]
     if not any(isinstance(t, AssertRewriter) for t in shell.ast_transformers):
-        shell.ast_transformers.append(AssertRewriter())
+        seen = _CheckCellSeen()
+        shell.input_transformers_post.append(seen)
+        shell.ast_transformers.append(AssertRewriter(active=lambda: seen.seen))
     return True

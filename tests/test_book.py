@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mmcourse.checks import MARKER  # noqa: E402
 from scripts.toc import resolve, toc_entries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,8 @@ def test_notebook_anatomy(path):
     assert "```{solution}" in text or ":::{solution}" in text or "````{solution}" in text
     checks = [c for c in nb.cells if c.cell_type == "code" and "remove-cell" in c.metadata.get("tags", [])]
     assert checks and all("assert" in c.source for c in checks)
+    # the marker makes mmcourse.checks report a failed claim to a reader instead of raising
+    assert all(c.source.startswith(MARKER) for c in checks), "a check cell must start with MARKER"
     assert 15 <= len(nb.cells) <= 60
 
 

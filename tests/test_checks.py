@@ -77,3 +77,18 @@ def test_a_conjunction_is_checked_part_by_part(monkeypatch, tmp_path):
     run_cell("a, b = 0.99, 0.5\nassert a >= 0.9 and b >= 0.9, (a, b)")
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["source"], r["passed"]) for r in rows] == [("a >= 0.9", True), ("b >= 0.9", False)]
+
+
+def test_only_check_cells_are_rewritten_in_ipython(monkeypatch, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.delenv("MMCOURSE_STRICT", raising=False)
+    monkeypatch.delenv("MMCOURSE_CHECK_LOG", raising=False)
+    shell = InteractiveShell.instance()
+    assert checks.install(shell) and checks.install(shell)  # twice is harmless
+    assert sum(isinstance(t, checks.AssertRewriter) for t in shell.ast_transformers) == 1
+    result = shell.run_cell(f"{checks.MARKER}\nacc = 0.5\nassert acc > 0.9\nafter = 1")
+    assert result.success and shell.user_ns["after"] == 1
+    assert "acc = 0.5" in capsys.readouterr().out
+    result = shell.run_cell("assert 1 == 2, 'a reader assert'")  # not a check cell
+    assert isinstance(result.error_in_exec, AssertionError)
