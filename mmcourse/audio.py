@@ -221,3 +221,34 @@ def mfcc(log_mel, n_mfcc: int = 13) -> torch.Tensor:
                          f"got {tuple(s.shape)}")
     basis = dct_matrix(n_mfcc, s.shape[-2], s.dtype).to(s.device)
     return basis @ s  # (n_mfcc, n_mels) @ (..., n_mels, T)
+
+
+#: Whisper's front end: 16 kHz audio cut or zero-padded to 30 s, 10 ms hops, 25 ms windows
+WHISPER_SAMPLE_RATE, WHISPER_SECONDS, WHISPER_HOP = 16_000, 30, 160
+
+
+def whisper_log_mel(waveform, n_mels: int = 80, num_samples: int | None = 480_000
+                    ) -> torch.Tensor:
+    """The log-mel features Whisper reads, as ``transformers.WhisperFeatureExtractor`` computes
+    them: (..., samples) at 16 kHz -> (..., n_mels, num_samples // 160).
+
+    The waveform is zero-padded (or cut) to ``num_samples`` (30 s; ``None`` keeps its length),
+    then: a 400-point STFT every 160 samples with a periodic Hann window and reflect padding at
+    the ends, the power spectrum, Slaney mel filters up to 8 kHz, the last frame dropped,
+    ``log10`` of the power clamped at 1e-10, floored at 8 below each item's maximum, and scaled
+    by ``(x + 4) / 4``. Unlike :func:`log_mel_spectrogram` (librosa's dB), the scale is
+    log10 (one tenth of dB), the floor is 8 decades rather than 80 dB, and the result is roughly
+    centred on 0. Computed in float64, returned in float32. Built in §41.1.
+    """
+    x = _as_tensor(waveform, "waveform").to(torch.float64)
+    if num_samples is not None:
+        _check_positive(num_samples=num_samples)
+        if x.shape[-1] >= num_samples:
+            x = x[..., :num_samples]
+        else:
+            x = torch.nn.functional.pad(x, (0, num_samples - x.shape[-1]))
+    spec = power_spectrogram(x, n_fft=400, hop_length=WHISPER_HOP, pad_mode="reflect")[..., :-1]
+    filters = mel_filterbank(WHISPER_SAMPLE_RATE, 400, n_mels, dtype=torch.float64)
+    log = torch.log10(torch.clamp(filters.to(spec.device) @ spec, min=1e-10))  # (..., M, T)
+    log = torch.maximum(log, log.amax(dim=(-2, -1), keepdim=True) - 8.0)
+    return ((log + 4.0) / 4.0).to(torch.float32)

@@ -160,3 +160,38 @@ def test_exercise_cases_accept_a_correct_solution_and_reject_a_wrong_one() -> No
     assert not check("39.2.mel_htk", lambda *a: 2 * mel_htk(*a), verbose=False)
     one_later = lambda n, k, o: segment_sample(n, k, o) + 1
     assert not check("39.2.segment_sample", one_later, verbose=False)
+
+
+@pytest.mark.parametrize("seconds", [None, 2.0])
+def test_whisper_log_mel_equals_the_feature_extractor(seconds):
+    """Our Whisper front end against transformers' WhisperFeatureExtractor on synthesised speech:
+    padded to 30 s as Whisper reads it, and at the utterance's own length."""
+    from transformers import WhisperFeatureExtractor
+
+    from mmcourse.audio import whisper_log_mel
+    from mmcourse.data import speech
+
+    wave, sr = speech.synthesize("the small red circle is left of the blue square", "en-us")
+    assert sr == 16_000
+    extractor = WhisperFeatureExtractor()  # the defaults: 80 mels, 30 s, hop 160
+    if seconds is None:
+        theirs = extractor(wave, sampling_rate=sr, return_tensors="np").input_features[0]
+        ours = whisper_log_mel(wave)
+    else:
+        clip = wave[: int(seconds * sr)]
+        theirs = extractor(clip, sampling_rate=sr, padding="do_not_pad",
+                           return_tensors="np").input_features[0]
+        ours = whisper_log_mel(clip, num_samples=None)
+    assert tuple(ours.shape) == theirs.shape
+    assert np.abs(ours.numpy() - theirs).max() < 1e-4
+
+
+def test_whisper_log_mel_batches_and_checks_its_input():
+    from mmcourse.audio import whisper_log_mel
+
+    waves = torch.randn(3, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
+    batch = whisper_log_mel(waves)
+    assert tuple(batch.shape) == (3, 80, 3000)
+    assert torch.allclose(batch[1], whisper_log_mel(waves[1]), atol=1e-6)
+    with pytest.raises(ValueError, match="num_samples"):
+        whisper_log_mel(waves, num_samples=0)
