@@ -147,3 +147,16 @@ def test_audio_features_are_computed_where_the_waveform_is():
     log_mel = log_mel_spectrogram(waveform, top_db=None)
     assert log_mel.device == META and tuple(log_mel.shape) == (2, 80, 101)
     assert mfcc(log_mel).device == META
+
+
+def test_whisper_runs_whole_on_another_device():
+    from mmcourse.models import Whisper, WhisperConfig
+
+    torch.manual_seed(0)
+    model = Whisper(WhisperConfig(vocab_size=30, num_mel_bins=8, d_model=16,
+                                  max_source_positions=10, max_target_positions=12)).to(META)
+    features, ids = torch.zeros(2, 8, 20).to(META), torch.ones(2, 3, dtype=torch.long).to(META)
+    first = model(input_features=features, decoder_input_ids=ids)
+    step = model(encoder_outputs=model.encoder(features), decoder_input_ids=ids[:, :1],
+                 cache=first.cache)
+    assert first.logits.device == step.logits.device == META

@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "FiLMFusion": "fusion",
     "Wav2Vec2FeatureEncoder": "wav2vec2",
     "Wav2Vec2FeatureEncoderConfig": "wav2vec2",
+    "Whisper": "whisper",
+    "WhisperConfig": "whisper",
     "DualEncoder": "dual_encoder",
     "DualEncoderConfig": "dual_encoder",
     "CLIP": "clip",
