@@ -104,7 +104,7 @@ def check(passed: Any, source: str, message: Callable[[], Any] | None = None,
     if ok:
         return
     got = ", ".join(f"{code} = {_show(value)}" for code, value in operands
-                    if not _is_literal(code))
+                    if not is_literal(code))
     detail = "" if message is None else _show(message(), limit=400)
     if detail in {_show(value) for _, value in operands}:
         detail = ""  # the message only repeats a value shown already
@@ -128,7 +128,8 @@ def compare(source: str, message: Callable[[], Any] | None, codes: tuple[str, ..
     check(passed, source, message, tuple(zip(codes, values)))
 
 
-def _is_literal(code: str) -> bool:
+def is_literal(code: str) -> bool:
+    """Whether ``code`` is a literal (``0.95``, ``"yes"``): a value not worth reporting."""
     try:
         ast.literal_eval(code)
         return True

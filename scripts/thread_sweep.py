@@ -24,6 +24,9 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mmcourse.checks import is_literal  # noqa: E402
 
 
 def notebooks() -> list[Path]:
@@ -86,7 +89,7 @@ def report(out: Path, counts: list[int]) -> tuple[str, dict]:
             if n not in rows:
                 return "absent"
             shown = ", ".join(f"{v[1]:.4g}" if isinstance(v[1], float) else str(v[1])
-                              for v in rows[n]["values"] if not _literal(v[0]))
+                              for v in rows[n]["values"] if not is_literal(v[0]))
             return ("" if rows[n]["passed"] else "**FAIL** ") + (shown or "")
         lines.append(f"| {Path(nb).stem} | `{source[:90]}` #{k} | "
                      + " | ".join(cell(n) for n in counts) + " |")
@@ -96,15 +99,6 @@ def report(out: Path, counts: list[int]) -> tuple[str, dict]:
                 "notebooks": {nb: dict(zip(("checks", "moved", "failed"), v))
                               for nb, v in sorted(summary["notebooks"].items())}}
     return head + "\n".join(lines) + "\n", summary
-
-
-def _literal(code: str) -> bool:
-    import ast
-    try:
-        ast.literal_eval(code)
-        return True
-    except (ValueError, SyntaxError):
-        return False
 
 
 def main() -> None:
@@ -131,7 +125,6 @@ def main() -> None:
     (args.out / "report.md").write_text(text)
     print(text)
     if args.book:  # the runtime page's section on checks across thread counts
-        sys.path.insert(0, str(ROOT))
         from scripts.bench import machine
 
         summary |= {"date": time.strftime("%Y-%m-%d"), "machine": machine()["cpu"],
