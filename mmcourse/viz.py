@@ -126,3 +126,43 @@ def plot_history(history, metrics: Sequence[str] = (), title: str | None = None,
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def listen(sounds: dict[str, np.ndarray], sample_rate: int = 16_000, texts: dict | None = None,
+           width: float = 4.2, height: float = 1.3):
+    """Players for ``sounds`` ({label: mono waveform}), each beside its log-mel spectrogram and
+    under its label (and ``texts[label]``, e.g. a transcript), as one self-contained HTML block
+    (the audio and the picture are embedded, so the built book plays them with no server).
+    Built in §41.1; used wherever the book makes or transforms sound."""
+    import base64
+    import html
+    import io
+
+    from IPython.display import HTML, Audio
+
+    from mmcourse.audio import log_mel_spectrogram
+
+    if not sounds:
+        raise ValueError("sounds must hold at least one {label: waveform}")
+    rows = []
+    for label, wave in sounds.items():
+        wave = np.asarray(wave.detach().cpu() if hasattr(wave, "detach") else wave, dtype=float)
+        if wave.ndim != 1 or wave.size == 0:
+            raise ValueError(f"sound {label!r} must be a non-empty 1-D waveform; got {wave.shape}")
+        fig, ax = plt.subplots(figsize=(width, height))
+        mel = log_mel_spectrogram(wave.astype(np.float32), sample_rate, n_mels=64)
+        ax.imshow(np.asarray(mel), origin="lower", aspect="auto", cmap="magma",
+                  extent=(0, wave.size / sample_rate, 0, mel.shape[0]))
+        ax.set_xlabel("time (s)", fontsize=8)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        picture = base64.b64encode(buffer.getvalue()).decode()
+        player = Audio(wave, rate=sample_rate, normalize=True)._repr_html_()
+        note = html.escape(str(texts[label])) if texts and label in texts else ""
+        rows.append(f"<tr><td style='text-align:left;vertical-align:middle'><b>"
+                    f"{html.escape(label)}</b><br>{player}<br><i>{note}</i></td>"
+                    f"<td><img src='data:image/png;base64,{picture}'></td></tr>")
+    return HTML("<table>" + "".join(rows) + "</table>")

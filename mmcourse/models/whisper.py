@@ -203,6 +203,19 @@ class Whisper(nn.Module):
         super().__init__()
         self.config = config
         self.encoder, self.decoder = WhisperEncoder(config), WhisperDecoder(config)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module, std: float = 0.02) -> None:
+        """transformers' initialisation (``init_std`` 0.02): normal weights, zero biases, token
+        and decoder positions normal too; the encoder's sinusoids stay. PyTorch's defaults
+        (N(0, 1) embeddings) make the tied output layer's first logits ~8 times too large."""
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding) and module.weight.requires_grad:
+            nn.init.normal_(module.weight, std=std)
 
     def forward(self, input_features: torch.Tensor | None = None,
                 decoder_input_ids: torch.Tensor | None = None,

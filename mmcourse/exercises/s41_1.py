@@ -1,0 +1,40 @@
+"""Hidden cases of the exercises of §41.1 (Whisper-style speech recognition)."""
+from __future__ import annotations
+
+from .core import Case, register
+
+
+def _positions_cases() -> list[Case]:
+    import torch
+
+    from ..audio import whisper_log_mel
+
+    cases = []
+    conv = torch.nn.Conv1d(1, 1, kernel_size=3, stride=2, padding=1)  # Whisper's conv2
+    for samples in (480_000, 16_000, 16_001, 16_159, 16_160, 16_320, 1_000, 47_123):
+        frames = whisper_log_mel(torch.zeros(samples), num_samples=None).shape[-1]
+        positions = conv(torch.zeros(1, 1, frames)).shape[-1]
+        cases.append(Case((samples,), positions, f"{samples} samples",
+                          hint="the front end gives num_samples // 160 frames (1 + n // 160 STFT "
+                               "frames, the last dropped); conv2 gives (T + 2 - 3) // 2 + 1."))
+    return cases
+
+
+def _targets_cases() -> list[Case]:
+    cases = []
+    prompts = ([1, 2, 4, 7], [1, 3, 5, 7], [10, 11, 12, 13])
+    texts = ([20, 21, 22], [30], [40, 41, 42, 43, 44, 45], [])
+    for k, (prompt, text) in enumerate(zip(prompts * 2, texts)):
+        inputs = prompt + text
+        targets = inputs[1:] + [0]
+        targets[1] = targets[2] = -100
+        cases.append(Case((list(prompt), list(text), 0), (inputs, targets),
+                          f"prompt {prompt}, text {text}",
+                          hint="inputs = prompt + text; targets = inputs[1:] + [eot]; then the "
+                               "targets at positions 1 and 2 (the task and <|notimestamps|>, "
+                               "given to the model) become -100."))
+    return cases
+
+
+register("41.1.positions", _positions_cases, atol=0.0)
+register("41.1.targets", _targets_cases, atol=0.0)
