@@ -424,8 +424,9 @@ def transcribe(model: torch.nn.Module, tokenizer: SpeechTokenizer,
                task: str = "transcribe", beam_size: int = 1, batch_size: int = 64,
                max_new_tokens: int = 40, temperatures: Sequence[float] = (0.0,),
                compression_ratio_threshold: float = 2.4, logprob_threshold: float = -1.0,
-               seed: int = 0) -> list[Transcript]:
-    """Decode 16 kHz ``waveforms`` with a Whisper-style ``model``.
+               seed: int = 0, sample_rate: int = SAMPLE_RATE) -> list[Transcript]:
+    """Decode 16 kHz ``waveforms`` with a Whisper-style ``model`` (``sample_rate`` must say
+    16 000; a ``ValueError`` otherwise).
 
     ``language`` None detects each utterance's language first (:func:`detect_language`).
     ``beam_size`` 1 decodes greedily. With more than one of ``temperatures`` an utterance whose
@@ -438,6 +439,9 @@ def transcribe(model: torch.nn.Module, tokenizer: SpeechTokenizer,
     _check_choice("task", task, TASKS)
     if len(waveforms) == 0:
         raise ValueError("waveforms must hold at least one utterance")
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be {SAMPLE_RATE} Hz, the rate the model was "
+                         f"trained at; resample the audio first (got {sample_rate!r})")
     device = model_device(model)
     allowed = text_mask(tokenizer)
     generator = torch.Generator().manual_seed(seed)

@@ -227,8 +227,8 @@ def mfcc(log_mel, n_mfcc: int = 13) -> torch.Tensor:
 WHISPER_SAMPLE_RATE, WHISPER_SECONDS, WHISPER_HOP = 16_000, 30, 160
 
 
-def whisper_log_mel(waveform, n_mels: int = 80, num_samples: int | None = 480_000
-                    ) -> torch.Tensor:
+def whisper_log_mel(waveform, n_mels: int = 80, num_samples: int | None = 480_000,
+                    sample_rate: int = WHISPER_SAMPLE_RATE) -> torch.Tensor:
     """The log-mel features Whisper reads, as ``transformers.WhisperFeatureExtractor`` computes
     them: (..., samples) at 16 kHz -> (..., n_mels, num_samples // 160).
 
@@ -236,11 +236,16 @@ def whisper_log_mel(waveform, n_mels: int = 80, num_samples: int | None = 480_00
     then: a 400-point STFT every 160 samples with a periodic Hann window and reflect padding at
     the ends, the power spectrum, Slaney mel filters up to 8 kHz, the last frame dropped,
     ``log10`` of the power clamped at 1e-10, floored at 8 below each item's maximum, and scaled
-    by ``(x + 4) / 4``. Unlike :func:`log_mel_spectrogram` (librosa's dB), the scale is
+    by ``(x + 4) / 4``. ``sample_rate`` must be 16 000 (a ``ValueError`` otherwise). Unlike :func:`log_mel_spectrogram` (librosa's dB), the scale is
     log10 (one tenth of dB), the floor is 8 decades rather than 80 dB, and the result is roughly
     centred on 0. Computed in float64, returned in float32. Built in §41.1.
     """
+    if sample_rate != WHISPER_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be {WHISPER_SAMPLE_RATE} Hz, the rate Whisper's "
+                         f"filters are made for; resample the audio first (got {sample_rate!r})")
     x = _as_tensor(waveform, "waveform").to(torch.float64)
+    if x.shape[-1] == 0:
+        raise ValueError("waveform is empty: Whisper needs at least one sample of audio")
     if num_samples is not None:
         _check_positive(num_samples=num_samples)
         if x.shape[-1] >= num_samples:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mmcourse import asr
+from mmcourse.audio import whisper_log_mel
 from mmcourse.models import Whisper, WhisperConfig
 
 TEXTS = ["a small red circle", "there are two shapes", "un petit cercle rouge",
@@ -149,6 +150,12 @@ def test_transcribe_checks_and_falls_back(tokenizer, corpus):
         asr.transcribe(model, tokenizer, waves, task="summarise")
     with pytest.raises(ValueError, match="waveforms"):
         asr.transcribe(model, tokenizer, [])
+    with pytest.raises(ValueError, match="sample_rate"):
+        asr.transcribe(model, tokenizer, waves, sample_rate=22_050)
+    with pytest.raises(ValueError, match="sample_rate"):
+        whisper_log_mel(waves[0], sample_rate=8_000)
+    with pytest.raises(ValueError, match="empty"):
+        whisper_log_mel(np.zeros(0, dtype=np.float32))
 
 
 def test_save_and_load_round_trip(tmp_path, tokenizer):
