@@ -38,3 +38,16 @@ def _targets_cases() -> list[Case]:
 
 register("41.1.positions", _positions_cases, atol=0.0)
 register("41.1.targets", _targets_cases, atol=0.0)
+
+
+def _collapse_cases() -> list[Case]:
+    rows = [([1, 1, 0, 1], 0, [1, 1]), ([1, 1, 1], 0, [1]), ([0, 0, 0], 0, []), ([], 0, []),
+            ([2, 2, 3, 3, 0, 3, 4, 0, 0, 4], 0, [2, 3, 3, 4, 4]), ([5, 0, 5, 5, 1], 5, [0, 1]),
+            ([3, 1, 2, 3], 9, [3, 1, 2, 3])]
+    return [Case((list(labels), blank), expected, f"labels {labels}, blank {blank}",
+                 hint="merge runs of the same label first, then drop the blank; a blank "
+                      "between two equal labels keeps them apart.")
+            for labels, blank, expected in rows]
+
+
+register("41.1.ctc_collapse", _collapse_cases, atol=0.0)
