@@ -3,7 +3,7 @@ data/whisper-shapes.safetensors (float16 weights; configuration, tokenizer, reci
 below as metadata).
 
 §41.1 builds ``mmcourse.models.Whisper``, checks it against ``transformers``, and trains a small
-one on English for about 700 steps; this script trains the model the rest of the book listens
+one on English for 800 steps; this script trains the model the rest of the book listens
 with: English and French, the multitask format (language identification, ``<|transcribe|>``,
 ``<|translate|>`` into the other language), noise in half of the training utterances.
 
