@@ -158,7 +158,8 @@ def speech_corpus(n: int, split: str = "train", seed: int = 0,
     (English, French) caption pairs (:func:`mmcourse.data.french.bilingual_captions`), a
     language from ``languages``, a voice of that language, a speaking rate (words per minute)
     and a pitch from the inclusive ranges. With probability ``noise`` white noise is added at an
-    SNR drawn uniformly from ``snr_db``. Deterministic in ``(n, split, seed, ...)``. Built in §41.1.
+    SNR drawn uniformly from ``snr_db``. Deterministic in ``(n, split, seed, ...)``.
+    Built in §41.1.
     """
     _check_choice("split", split, ("train", "heldout"))
     for lang in languages:
@@ -242,9 +243,9 @@ class WhisperBatches:
     """``step -> (features (B, 80, T), tokens (B, L), targets (B, L))`` for :func:`train.fit`:
     length-bucketed epochs over ``utterances`` (log-mels computed once), each utterance asked
     to ``<|translate|>`` with probability ``translate``. Each batch is padded beyond its
-    longest clip by a random fraction up to ``extra_padding`` (at most ``max_frames``): a model that never sees padding
-    in training (Whisper always does: 30 s) loses its way when a batch at inference mixes short
-    and long clips. Built in §41.1."""
+    longest clip by a random fraction up to ``extra_padding`` (at most ``max_frames``): a model
+    that never sees padding in training (Whisper always does: 30 s) loses its way when a batch
+    at inference mixes short and long clips. Built in §41.1."""
 
     def __init__(self, tokenizer: SpeechTokenizer, utterances: Sequence[Utterance],
                  batch_size: int = 32, translate: float = 0.0, extra_padding: float = 1.0,
@@ -337,8 +338,8 @@ def detect_language(model: torch.nn.Module, features: torch.Tensor, tokenizer: S
 
 
 @torch.no_grad()
-def sample(model: torch.nn.Module, audio: torch.Tensor, prompts: torch.Tensor, allowed: torch.Tensor,
-           eot: int, max_new_tokens: int = 40, temperature: float = 0.0,
+def sample(model: torch.nn.Module, audio: torch.Tensor, prompts: torch.Tensor,
+           allowed: torch.Tensor, eot: int, max_new_tokens: int = 40, temperature: float = 0.0,
            generator: torch.Generator | None = None) -> tuple[list[list[int]], torch.Tensor]:
     """Decode new tokens after ``prompts`` (B, P) from encoded ``audio`` (B, S, D), greedily at
     ``temperature`` 0, else by sampling from softmax(logits / temperature); only ``allowed``
@@ -410,8 +411,8 @@ def beam_search(model: torch.nn.Module, audio: torch.Tensor, prompt: torch.Tenso
         scores = torch.tensor(keep, device=device)
         cache = _reorder(cache, index)
         audio_rows = audio.expand(len(beams), -1, -1)
-        out = model(encoder_outputs=audio_rows, decoder_input_ids=torch.tensor(token, device=device)[:, None],
-                    cache=cache)
+        step = torch.tensor(token, device=device)[:, None]
+        out = model(encoder_outputs=audio_rows, decoder_input_ids=step, cache=cache)
         cache, last = out.cache, out.logits[:, -1]
     if not finished:  # nothing ended within max_new_tokens: rank the open beams the same way
         finished = [(s / (len(b) + 1), b) for s, b in zip(scores.tolist(), beams)]
@@ -445,7 +446,6 @@ def transcribe(model: torch.nn.Module, tokenizer: SpeechTokenizer,
     device = model_device(model)
     allowed = text_mask(tokenizer)
     generator = torch.Generator().manual_seed(seed)
-    results: list[Transcript] = []
     features = [log_mel(w) for w in waveforms]
     order = np.argsort([f.shape[-1] for f in features], kind="stable")  # similar lengths together
     by_index: dict[int, Transcript] = {}
@@ -482,8 +482,7 @@ def transcribe(model: torch.nn.Module, tokenizer: SpeechTokenizer,
             pending = retry
             if not pending:
                 break
-    results = [by_index[i] for i in range(len(waveforms))]
-    return results
+    return [by_index[i] for i in range(len(waveforms))]
 
 
 # ---------------------------------------------------------------- the shipped recogniser
@@ -522,7 +521,8 @@ def load_whisper(path) -> tuple[torch.nn.Module, SpeechTokenizer, dict]:
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     state["encoder.embed_positions.weight"] = model.encoder.embed_positions.weight.detach()
     model.load_state_dict(state)
-    return model.eval(), SpeechTokenizer.from_str(metadata["tokenizer"]), json.loads(metadata["notes"])
+    tokenizer = SpeechTokenizer.from_str(metadata["tokenizer"])
+    return model.eval(), tokenizer, json.loads(metadata["notes"])
 
 
 # ---------------------------------------------------------------- CTC, for contrast
