@@ -245,19 +245,22 @@ class WhisperBatches:
     to ``<|translate|>`` with probability ``translate``. Each batch is padded beyond its
     longest clip by a random fraction up to ``extra_padding`` (at most ``max_frames``): a model
     that never sees padding in training (Whisper always does: 30 s) loses its way when a batch
-    at inference mixes short and long clips. Built in §41.1."""
+    at inference mixes short and long clips. With a ``ctc_vocab`` each batch also carries
+    what :func:`joint_loss` needs: the encoder positions of each clip (B,), the characters of
+    the words *spoken* (whatever the task) concatenated, and their counts (B,). Built in §41.1."""
 
     def __init__(self, tokenizer: SpeechTokenizer, utterances: Sequence[Utterance],
                  batch_size: int = 32, translate: float = 0.0, extra_padding: float = 1.0,
-                 max_frames: int = 1000, seed: int = 0) -> None:
-        self.tokenizer, self.utterances = tokenizer, list(utterances)
+                 max_frames: int = 1000, seed: int = 0,
+                 ctc_vocab: CharVocabulary | None = None) -> None:
+        self.tokenizer, self.utterances, self.ctc_vocab = tokenizer, list(utterances), ctc_vocab
         self.features = [log_mel(u.waveform) for u in self.utterances]
         self.batch_size, self.translate = batch_size, translate
         self.extra_padding, self.max_frames = extra_padding, max_frames
         self.rng = np.random.default_rng(seed)
         self.queue: list[np.ndarray] = []
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(self, step: int) -> tuple[torch.Tensor, ...]:
         if not self.queue:
             lengths = [f.shape[-1] for f in self.features]
             self.queue = length_buckets(lengths, self.batch_size, self.rng)
@@ -266,9 +269,15 @@ class WhisperBatches:
                  for _ in index]
         longest = max(self.features[i].shape[-1] for i in index)
         frames = 2 * int(longest * (1 + self.rng.uniform(0, self.extra_padding)) / 2)
-        return collate(self.tokenizer, [self.utterances[i] for i in index],
-                       [self.features[i] for i in index], tasks,
-                       max(min(frames, self.max_frames), longest))
+        batch = collate(self.tokenizer, [self.utterances[i] for i in index],
+                        [self.features[i] for i in index], tasks,
+                        max(min(frames, self.max_frames), longest))
+        if self.ctc_vocab is None:
+            return batch
+        ids = [self.ctc_vocab.encode(self.utterances[i].text) for i in index]
+        positions = torch.tensor([self.features[i].shape[-1] // 2 for i in index])
+        return (*batch, positions, torch.tensor([c for row in ids for c in row]),
+                torch.tensor([len(row) for row in ids]))
 
 
 def collate(tokenizer: SpeechTokenizer, utterances: Sequence[Utterance],
@@ -288,9 +297,42 @@ def collate(tokenizer: SpeechTokenizer, utterances: Sequence[Utterance],
 def whisper_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Next-token cross-entropy of a :class:`mmcourse.models.Whisper` on a batch from
     :class:`WhisperBatches`. Built in §41.1."""
-    features, tokens, targets = batch
+    features, tokens, targets = batch[:3]
     logits = model(input_features=features, decoder_input_ids=tokens).logits
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+class WhisperCTC(torch.nn.Module):
+    """A Whisper with a linear CTC head on its encoder, for joint CTC-attention training
+    (Watanabe et al., 2017): the head is a training aid, dropped afterwards
+    (``.whisper`` is an ordinary :class:`mmcourse.models.Whisper`). Built in §41.1."""
+
+    def __init__(self, whisper: torch.nn.Module, vocab: CharVocabulary) -> None:
+        super().__init__()
+        self.whisper, self.vocab = whisper, vocab
+        self.ctc_head = torch.nn.Linear(whisper.config.d_model, len(vocab))
+
+    def forward(self, **kwargs):
+        return self.whisper(**kwargs)
+
+
+def joint_loss(model: WhisperCTC, batch: tuple[torch.Tensor, ...], ctc_weight: float = 0.3
+               ) -> torch.Tensor:
+    """``(1 - ctc_weight)`` x the decoder's cross-entropy + ``ctc_weight`` x the CTC loss of the
+    encoder's head, on a batch from ``WhisperBatches(..., ctc_vocab=...)``. CTC forces every
+    encoder position to say which character it hears, monotonically in time; the decoder's
+    cross-attention then has well-placed features to find, and learns its alignment sooner."""
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise ValueError(f"ctc_weight must be in [0, 1]; got {ctc_weight}")
+    if len(batch) != 6:
+        raise ValueError("joint_loss needs batches from WhisperBatches(..., ctc_vocab=...)")
+    features, tokens, targets, positions, chars, counts = batch
+    encoded = model.whisper.encoder(features)
+    logits = model.whisper(encoder_outputs=encoded, decoder_input_ids=tokens).logits
+    attention = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+    log_probs = model.ctc_head(encoded).log_softmax(-1).transpose(0, 1)  # (T, B, chars)
+    ctc = F.ctc_loss(log_probs, chars, positions, counts, blank=0, zero_infinity=True)
+    return (1 - ctc_weight) * attention + ctc_weight * ctc
 
 
 # ---------------------------------------------------------------- decoding
@@ -379,8 +421,9 @@ def beam_search(model: torch.nn.Module, audio: torch.Tensor, prompt: torch.Tenso
                 allowed: torch.Tensor, eot: int, beam_size: int = 5, max_new_tokens: int = 40
                 ) -> tuple[list[int], float]:
     """Beam search for one utterance: ``audio`` (1, S, D), ``prompt`` (P,). Keeps the
-    ``beam_size`` best unfinished hypotheses by summed log-probability; a hypothesis that writes
-    ``eot`` is finished; stops when ``beam_size`` are finished. Returns the finished hypothesis
+    ``beam_size`` best unfinished hypotheses by summed log-probability; a hypothesis whose
+    ``eot`` is among the step's ``beam_size`` best candidates is finished; stops when
+    ``beam_size`` are finished. Returns the finished hypothesis
     with the best mean log-probability per token (Whisper's ranking without a length penalty)
     and that mean. Built in §41.1."""
     if beam_size < 1:
@@ -396,10 +439,11 @@ def beam_search(model: torch.nn.Module, audio: torch.Tensor, prompt: torch.Tenso
         logp = (last + logits_mask).log_softmax(-1) + scores[:, None]  # (beams, V)
         top = logp.flatten().topk(min(2 * beam_size, logp.numel()))
         keep, origin, token = [], [], []
-        for value, flat in zip(top.values.tolist(), top.indices.tolist()):
+        for rank, (value, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
             b, t = divmod(flat, logp.shape[1])
-            if t == eot:
-                finished.append((value / (len(beams[b]) + 1), beams[b]))
+            if t == eot:  # an ending counts only among the step's best beam_size (as HF does):
+                if rank < beam_size:  # else early unlikely endings fill the list and stop the
+                    finished.append((value / (len(beams[b]) + 1), beams[b]))  # search early
             else:
                 keep.append(value), origin.append(b), token.append(t)
             if len(keep) == beam_size:

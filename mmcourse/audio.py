@@ -257,3 +257,23 @@ def whisper_log_mel(waveform, n_mels: int = 80, num_samples: int | None = 480_00
     log = torch.log10(torch.clamp(filters.to(spec.device) @ spec, min=1e-10))  # (..., M, T)
     log = torch.maximum(log, log.amax(dim=(-2, -1), keepdim=True) - 8.0)
     return ((log + 4.0) / 4.0).to(torch.float32)
+
+
+def mel_distance(reference, decoded, sample_rate: int = 16_000, n_mels: int = 80,
+                 floor_db: float = -100.0) -> float:
+    """How far a decoded sound is from its reference, as a codec paper reports it: the mean
+    absolute difference of their log-mel spectrograms in dB (25 ms windows, 10 ms hops at 16
+    kHz; both floored at ``floor_db`` so that digital silence does not count as infinitely far).
+    0 for identical sounds. ``decoded`` is cut to the reference's length (a codec decodes whole
+    frames). Built in §41.2."""
+    ref, dec = _as_tensor(reference, "reference"), _as_tensor(decoded, "decoded")
+    if ref.dim() != 1 or dec.dim() != 1 or ref.numel() == 0:
+        raise ValueError(f"expected two non-empty 1-D waveforms, got shapes {tuple(ref.shape)} "
+                         f"and {tuple(dec.shape)}")
+    if dec.numel() < ref.numel():
+        raise ValueError(f"decoded ({dec.numel()} samples) is shorter than the reference "
+                         f"({ref.numel()})")
+    n_fft, hop = sample_rate // 40, sample_rate // 100
+    mels = [mel_spectrogram(x, sample_rate, n_fft, hop, n_mels) for x in (ref, dec[: ref.numel()])]
+    dbs = [10 * torch.log10(m.clamp_min(10 ** (floor_db / 10))) for m in mels]
+    return float((dbs[0] - dbs[1]).abs().mean())

@@ -260,3 +260,67 @@ def nar_loss(model: torch.nn.Module, batch: VALLEBatch) -> torch.Tensor:
     drawn with torch's global generator), for ``train.fit``. Built in §41.2."""
     return model.loss(batch.phonemes, batch.prompt, batch.target, batch.phoneme_mask,
                       batch.prompt_mask, batch.target_mask)
+
+
+# ---------------------------------------------------------------- judging a codec
+
+
+@torch.no_grad()
+def reconstruct(codec: torch.nn.Module, waveform: np.ndarray, num_quantizers: int | None = None
+                ) -> np.ndarray:
+    """Encode one waveform with the first ``num_quantizers`` codebooks of a
+    :class:`mmcourse.models.Codec` (all by default), decode it, and cut it to the input's length.
+    Built in §41.2."""
+    from mmcourse.utils import model_device
+
+    wave = np.asarray(waveform, dtype=np.float32)
+    if wave.ndim != 1 or wave.size == 0:
+        raise ValueError(f"waveform must be a non-empty 1-D array; got shape {wave.shape}")
+    x = torch.from_numpy(wave)[None, None].to(model_device(codec))
+    codes = codec.encode(x, num_quantizers)
+    return codec.decode(codes)[0, 0, : wave.size].float().cpu().numpy()
+
+
+@torch.no_grad()
+def reconstruct_levels(codec: torch.nn.Module, waveform: np.ndarray, levels: Sequence[int]
+                       ) -> dict[int, np.ndarray]:
+    """One waveform decoded from the first n codebooks for each n in ``levels``, encoded once:
+    residual quantisation chooses the k-th code without looking at later codebooks, so the
+    codes of n codebooks are the first n rows of the codes of all of them. Built in §41.2."""
+    from mmcourse.utils import model_device
+
+    wave = np.asarray(waveform, dtype=np.float32)
+    if wave.ndim != 1 or wave.size == 0:
+        raise ValueError(f"waveform must be a non-empty 1-D array; got shape {wave.shape}")
+    x = torch.from_numpy(wave)[None, None].to(model_device(codec))
+    codes = codec.encode(x, max(levels))
+    return {n: codec.decode(codes[:, :n])[0, 0, : wave.size].float().cpu().numpy()
+            for n in levels}
+
+
+def codec_quality(codec: torch.nn.Module, waveforms: Sequence[np.ndarray],
+                  levels: Sequence[int] = (1, 2, 4, 8), sample_rate: int = 16_000
+                  ) -> tuple[dict[str, float], dict[int, list[np.ndarray]]]:
+    """Mean STOI (``pystoi``; 0-1, higher is more intelligible) and log-mel distance in dB
+    (:func:`mmcourse.audio.mel_distance`; lower is closer) of the codec's reconstructions with
+    the first n codebooks, for each n in ``levels`` (keys ``stoi_n`` and ``mel_db_n``), and the
+    reconstructions themselves ({n: [waveform, ...]}). The codec is put in eval mode (its
+    codebooks must not learn from the test set). Built in §41.2."""
+    from pystoi import stoi
+
+    from mmcourse.audio import mel_distance
+
+    if len(waveforms) == 0:
+        raise ValueError("waveforms must hold at least one utterance")
+    codec.eval()
+    decoded: dict[int, list[np.ndarray]] = {n: [] for n in levels}
+    for w in waveforms:
+        for n, d in reconstruct_levels(codec, w, levels).items():
+            decoded[n].append(d)
+    scores: dict[str, float] = {}
+    for n in levels:
+        pairs = list(zip(waveforms, decoded[n]))
+        scores[f"stoi_{n}"] = float(np.mean([stoi(w, d, sample_rate) for w, d in pairs]))
+        scores[f"mel_db_{n}"] = float(np.mean([mel_distance(w, d, sample_rate)
+                                               for w, d in pairs]))
+    return scores, decoded

@@ -211,3 +211,28 @@ def test_listen_embeds_players_and_pictures():
     assert "a &lt;tone&gt;" in html
     with pytest.raises(ValueError, match="1-D"):
         listen({"bad": np.zeros((2, 10))})
+
+
+def test_joint_ctc_batches_and_loss(tokenizer, corpus):
+    vocab = asr.CharVocabulary.from_texts([u.text for u in corpus])
+    batches = asr.WhisperBatches(tokenizer, corpus, batch_size=3, translate=1.0, seed=0,
+                                 ctc_vocab=vocab)
+    features, tokens, targets, positions, chars, counts = batches(0)
+    assert features.shape[0] == tokens.shape[0] == len(positions) == len(counts) == 3
+    assert int(counts.sum()) == len(chars) and int(positions.max()) <= features.shape[-1] // 2
+    # translated batches still align the encoder with the words spoken
+    spoken = {u.text for u in corpus}
+    first = "".join(vocab.symbols[c] for c in chars[: counts[0]]).replace("|", " ")
+    assert first in {asr.normalize(t) for t in spoken}
+    joint = asr.WhisperCTC(tiny(tokenizer), vocab).train()
+    batch = (features, tokens, targets, positions, chars, counts)
+    decoder_only = asr.whisper_loss(joint.whisper, batch)  # the first three fields
+    assert asr.joint_loss(joint, batch, ctc_weight=0.0) == pytest.approx(float(decoder_only),
+                                                                         rel=1e-5)
+    both = asr.joint_loss(joint, batch, ctc_weight=0.5)
+    both.backward()
+    assert joint.ctc_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="ctc_weight"):
+        asr.joint_loss(joint, batch, ctc_weight=1.5)
+    with pytest.raises(ValueError, match="ctc_vocab"):
+        asr.joint_loss(joint, batch[:3])

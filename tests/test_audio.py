@@ -195,3 +195,18 @@ def test_whisper_log_mel_batches_and_checks_its_input():
     assert torch.allclose(batch[1], whisper_log_mel(waves[1]), atol=1e-6)
     with pytest.raises(ValueError, match="num_samples"):
         whisper_log_mel(waves, num_samples=0)
+
+
+def test_mel_distance():
+    from mmcourse.audio import mel_distance
+
+    rng = np.random.default_rng(0)
+    wave = rng.normal(0, 0.1, 16_000).astype(np.float32)
+    assert mel_distance(wave, wave) == 0.0
+    assert mel_distance(wave, np.concatenate([wave, wave[:320]])) == 0.0  # whole frames cut
+    assert mel_distance(wave, 0.5 * wave) == pytest.approx(20 * np.log10(2), rel=1e-4)  # 6 dB
+    assert mel_distance(wave, wave + rng.normal(0, 0.1, 16_000)) > 1.0
+    with pytest.raises(ValueError, match="shorter"):
+        mel_distance(wave, wave[:100])
+    with pytest.raises(ValueError, match="1-D"):
+        mel_distance(wave[None], wave[None])

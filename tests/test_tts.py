@@ -111,3 +111,28 @@ def test_batches_pair_each_utterance_with_its_voice_and_feed_both_losses():
         tts.VALLEBatches(phonemes[:2], codes[:2], voices[:2])
     with pytest.raises(ValueError, match="one voice per"):
         tts.VALLEBatches(phonemes, codes, voices[:3])
+
+
+def test_codec_reconstructions_and_quality():
+    from mmcourse.models import Codec, CodecConfig
+
+    torch.manual_seed(0)
+    codec = Codec(CodecConfig(sampling_rate=16_000, hidden_size=8, num_filters=4,
+                              upsampling_ratios=(8, 5, 4, 2), codebook_size=16,
+                              num_quantizers=4, num_lstm_layers=1)).train()
+    waves = [np.random.default_rng(k).normal(0, 0.1, n).astype(np.float32)
+             for k, n in enumerate((5000, 7000))]
+    codec(torch.from_numpy(waves[0])[None, None])  # k-means initialises the codebooks
+    codec.eval()
+    levels = tts.reconstruct_levels(codec, waves[0], (1, 2, 4))
+    for n, wave in levels.items():  # encoded once, the same as encoding with n codebooks
+        assert wave.shape == waves[0].shape
+        assert np.array_equal(wave, tts.reconstruct(codec, waves[0], n))
+    scores, decoded = tts.codec_quality(codec, waves, levels=(1, 4))
+    assert set(scores) == {"stoi_1", "mel_db_1", "stoi_4", "mel_db_4"}
+    assert [len(decoded[n]) for n in (1, 4)] == [2, 2] and decoded[4][1].shape == (7000,)
+    assert all(np.isfinite(v) for v in scores.values()) and scores["mel_db_1"] > 0
+    with pytest.raises(ValueError, match="1-D"):
+        tts.reconstruct(codec, waves[0][None])
+    with pytest.raises(ValueError, match="at least one"):
+        tts.codec_quality(codec, [])

@@ -102,6 +102,8 @@ _EXPORTS: dict[str, str] = {
     "Codec": "codec",
     "CodecConfig": "codec",
     "CodecOutput": "codec",
+    "save_codec": "codec",
+    "load_codec": "codec",
     "Codebook": "rvq",
     "ResidualVectorQuantizer": "rvq",
     "QuantizerOutput": "rvq",

@@ -327,3 +327,34 @@ class Codec(nn.Module):
         ours.load_state_dict(state)
         parameter = next(model.parameters())
         return ours.to(device=parameter.device, dtype=parameter.dtype).eval()
+
+
+def save_codec(path, model: Codec, notes: dict) -> None:
+    """Write a Codec's weights and codebooks in float16 to a safetensors file, with its
+    configuration and ``notes`` (recipe, scores, command) in the metadata. Built in §41.2."""
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().to(torch.float16).clone() for k, v in model.state_dict().items()}
+    metadata = {"config": json.dumps(asdict(model.config)), "notes": json.dumps(notes),
+                "format": "mmcourse.Codec"}
+    save_file(state, str(path), metadata=metadata)
+
+
+def load_codec(path) -> tuple[Codec, dict]:
+    """The Codec and notes saved by :func:`save_codec`, in float32 and eval mode, on the CPU.
+    Built in §41.2."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if metadata.get("format") != "mmcourse.Codec":
+        raise ValueError(f"{path} was not written by save_codec")
+    model = Codec(CodecConfig(**json.loads(metadata["config"])))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return model.eval(), json.loads(metadata["notes"])
