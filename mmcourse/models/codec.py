@@ -258,7 +258,14 @@ class Codec(nn.Module):
     ``frames = ceil(samples / hop_length)``; ``decode`` turns codes back into audio
     (B, 1, frames * hop_length); ``forward`` does both for training. A new Codec's codebooks
     are zeros (every code 0, as in a new ``EncodecModel``) until its first batch in ``train()``
-    mode initialises them by k-means. Built in §41.2."""
+    mode initialises them by k-means. Built in §41.2.
+
+    The convolutions start from N(0, 1/fan_in) weights and zero biases (:meth:`init_weights`),
+    not PyTorch's default: that default shrinks the signal about twofold at every strided
+    convolution, so a new encoder's output hardly depends on its input (two random inputs
+    differed by about 1 % of the output's spread); the codebooks then k-means-initialise on
+    near-constant vectors, the commitment loss holds the encoder there, and training never
+    recovers (measured: STOI flat at 0.44 over 6000 steps)."""
 
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
@@ -268,6 +275,30 @@ class Codec(nn.Module):
             config.num_quantizers, config.codebook_size, config.hidden_size, config.decay,
             config.epsilon, config.kmeans_iters, config.dead_code_threshold,
             config.quantizer_dropout)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Variance-preserving initialisation of every convolution: weights N(0, 1/fan_in)
+        (for a transposed convolution, fan_in = in_channels x kernel / stride, the inputs that
+        reach one output), biases 0; with weight norm, the direction ``v`` and the norm ``g``
+        are set so that ``g * v / ||v||`` is that weight."""
+        for module in self.modules():
+            if not isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+                continue
+            transposed = isinstance(module, nn.ConvTranspose1d)
+            parametrized = hasattr(module, "parametrizations")
+            weight = (module.parametrizations.weight.original1 if parametrized
+                      else module.weight)
+            kernel = weight.shape[2]
+            fan_in = (weight.shape[0] * kernel / module.stride[0] if transposed
+                      else weight.shape[1] * kernel)
+            fresh = torch.randn_like(weight) / math.sqrt(fan_in)
+            weight.copy_(fresh)
+            if parametrized:  # weight norm's g: one norm per slice along dim 0
+                norm = torch.linalg.vector_norm(fresh, dim=(1, 2), keepdim=True)
+                module.parametrizations.weight.original0.copy_(norm)
+            module.bias.zero_()
 
     @staticmethod
     def _check_audio(input_values: torch.Tensor) -> None:
