@@ -265,20 +265,13 @@ def nar_loss(model: torch.nn.Module, batch: VALLEBatch) -> torch.Tensor:
 # ---------------------------------------------------------------- judging a codec
 
 
-@torch.no_grad()
 def reconstruct(codec: torch.nn.Module, waveform: np.ndarray, num_quantizers: int | None = None
                 ) -> np.ndarray:
     """Encode one waveform with the first ``num_quantizers`` codebooks of a
     :class:`mmcourse.models.Codec` (all by default), decode it, and cut it to the input's length.
     Built in §41.2."""
-    from mmcourse.utils import model_device
-
-    wave = np.asarray(waveform, dtype=np.float32)
-    if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"waveform must be a non-empty 1-D array; got shape {wave.shape}")
-    x = torch.from_numpy(wave)[None, None].to(model_device(codec))
-    codes = codec.encode(x, num_quantizers)
-    return codec.decode(codes)[0, 0, : wave.size].float().cpu().numpy()
+    n = codec.config.num_quantizers if num_quantizers is None else num_quantizers
+    return reconstruct_levels(codec, waveform, (n,))[n]
 
 
 @torch.no_grad()
