@@ -651,8 +651,11 @@ def ctc_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.T
 
 @torch.no_grad()
 def ctc_transcribe(model: torch.nn.Module, vocab: CharVocabulary,
-                   waveforms: Sequence[np.ndarray], batch_size: int = 64) -> list[str]:
-    """Greedy CTC decoding: the best label of every frame, collapsed. Built in §41.1."""
+                   waveforms: Sequence[np.ndarray], batch_size: int = 1) -> list[str]:
+    """Greedy CTC decoding: the best label of every frame, collapsed. One clip at a time by
+    default: the model has no padding mask (as wav2vec 2.0 base, whose first convolution's
+    group norm spans the whole input), so a zero-padded clip would be read differently
+    depending on the longer clips batched with it. Built in §41.1."""
     if len(waveforms) == 0:
         raise ValueError("waveforms must hold at least one utterance")
     device, out = model_device(model), [""] * len(waveforms)
@@ -666,3 +669,40 @@ def ctc_transcribe(model: torch.nn.Module, vocab: CharVocabulary,
         for row, i in enumerate(index):
             out[i] = vocab.collapse(best[row, : model.output_length(len(waveforms[i]))].tolist())
     return out
+
+
+def snap_to_lexicon(text: str, lexicon: Sequence[str]) -> str:
+    """Replace every word of ``text`` that is not in ``lexicon`` by the lexicon word nearest to
+    it in character edits (ties: the first in sorted order): the crudest lexicon constraint on
+    a CTC model's spelling. Words already in the lexicon are kept. Built in §41.1."""
+    from mmcourse.metrics.asr import edit_distance
+
+    words = sorted(set(lexicon))
+    if not words:
+        raise ValueError("lexicon must hold at least one word")
+    known = set(words)
+    out = []
+    for word in text.split():
+        out.append(word if word in known else
+                   min(words, key=lambda w: (edit_distance(word, w), w)))
+    return " ".join(out)
+
+
+def error_kinds(references: Sequence[str], hypotheses: Sequence[str], lexicon: Sequence[str]
+                ) -> dict[str, float]:
+    """What kind of words a recogniser gets wrong, pooled over utterances: ``wer`` and ``cer``
+    (as :func:`mmcourse.metrics.wer` / ``cer``), ``non_words`` (the share of the written words
+    that are not in ``lexicon``: spelling errors) and ``length_ratio`` (written words / said
+    words: above 1 for insertions and repetitions, below for dropped words). Built in §41.1."""
+    from mmcourse.metrics import cer, wer
+
+    if len(references) != len(hypotheses) or not references:
+        raise ValueError(f"need as many hypotheses as references (at least one); got "
+                         f"{len(references)} and {len(hypotheses)}")
+    known = set(lexicon)
+    written = [w for h in hypotheses for w in h.split()]
+    said = sum(len(r.split()) for r in references)
+    return {"wer": wer(list(references), list(hypotheses))[0],
+            "cer": cer(list(references), list(hypotheses))[0],
+            "non_words": sum(w not in known for w in written) / max(1, len(written)),
+            "length_ratio": len(written) / max(1, said)}

@@ -260,12 +260,14 @@ def whisper_log_mel(waveform, n_mels: int = 80, num_samples: int | None = 480_00
 
 
 def mel_distance(reference, decoded, sample_rate: int = 16_000, n_mels: int = 80,
-                 floor_db: float = -100.0) -> float:
+                 top_db: float = 80.0) -> float:
     """How far a decoded sound is from its reference, as a codec paper reports it: the mean
     absolute difference of their log-mel spectrograms in dB (25 ms windows, 10 ms hops at 16
-    kHz; both floored at ``floor_db`` so that digital silence does not count as infinitely far).
-    0 for identical sounds. ``decoded`` is cut to the reference's length (a codec decodes whole
-    frames). Built in §41.2."""
+    kHz). Both are floored at ``top_db`` below the reference's loudest mel bin, as
+    ``power_to_db`` does, so that a codec's faint hiss in the reference's digital silence counts
+    as a difference of at most ``top_db``, not of hundreds of dB. 0 for identical sounds.
+    ``decoded`` is cut to the reference's length (a codec decodes whole frames). Built in §41.2.
+    """
     ref, dec = _as_tensor(reference, "reference"), _as_tensor(decoded, "decoded")
     if ref.dim() != 1 or dec.dim() != 1 or ref.numel() == 0:
         raise ValueError(f"expected two non-empty 1-D waveforms, got shapes {tuple(ref.shape)} "
@@ -273,7 +275,10 @@ def mel_distance(reference, decoded, sample_rate: int = 16_000, n_mels: int = 80
     if dec.numel() < ref.numel():
         raise ValueError(f"decoded ({dec.numel()} samples) is shorter than the reference "
                          f"({ref.numel()})")
+    if not top_db > 0:
+        raise ValueError(f"top_db must be positive, got {top_db}")
     n_fft, hop = sample_rate // 40, sample_rate // 100
     mels = [mel_spectrogram(x, sample_rate, n_fft, hop, n_mels) for x in (ref, dec[: ref.numel()])]
-    dbs = [10 * torch.log10(m.clamp_min(10 ** (floor_db / 10))) for m in mels]
-    return float((dbs[0] - dbs[1]).abs().mean())
+    dbs = [10 * torch.log10(m.clamp_min(1e-20)) for m in mels]
+    floor = float(dbs[0].max()) - top_db
+    return float((dbs[0].clamp_min(floor) - dbs[1].clamp_min(floor)).abs().mean())

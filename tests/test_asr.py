@@ -198,6 +198,8 @@ def test_ctc_model_trains_and_decodes(corpus):
     assert torch.isfinite(loss) and model.feature_encoder.conv_layers[0].conv.weight.grad is not None
     texts = asr.ctc_transcribe(model.eval(), vocab, [u.waveform for u in corpus[:2]])
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    # a clip reads the same alone as beside others (no padding by default)
+    assert asr.ctc_transcribe(model, vocab, [corpus[1].waveform])[0] == texts[1]
     with pytest.raises(ValueError, match="position_kernel"):
         CTCConfig(10, position_kernel=4)
 
@@ -236,3 +238,42 @@ def test_joint_ctc_batches_and_loss(tokenizer, corpus):
         asr.joint_loss(joint, batch, ctc_weight=1.5)
     with pytest.raises(ValueError, match="ctc_vocab"):
         asr.joint_loss(joint, batch[:3])
+
+
+def test_snap_to_lexicon_and_error_kinds():
+    lexicon = ["a", "red", "circle", "square", "left"]
+    assert asr.snap_to_lexicon("a redd sircle", lexicon) == "a red circle"
+    assert asr.snap_to_lexicon("squar lft", lexicon) == "square left"
+    assert asr.snap_to_lexicon("", lexicon) == ""
+    with pytest.raises(ValueError, match="lexicon"):
+        asr.snap_to_lexicon("a", [])
+    kinds = asr.error_kinds(["a red circle", "a square"], ["a redd circle", "a square a"], lexicon)
+    assert kinds["wer"] == pytest.approx(2 / 5) and kinds["non_words"] == pytest.approx(1 / 6)
+    assert kinds["length_ratio"] == pytest.approx(6 / 5) and 0 < kinds["cer"] < kinds["wer"]
+    with pytest.raises(ValueError, match="as many"):
+        asr.error_kinds(["a"], [], lexicon)
+
+
+def test_ctc_forward_exercise_has_a_solution():
+    from mmcourse.exercises import check
+
+    def ctc_nll(log_probs, target):  # the forward algorithm, in log space
+        states = [0]
+        for y in target:
+            states += [y, 0]
+        alpha = torch.full((len(states),), -float("inf"), dtype=log_probs.dtype)
+        alpha[0] = log_probs[0, 0]
+        if len(states) > 1:
+            alpha[1] = log_probs[0, states[1]]
+        for t in range(1, len(log_probs)):
+            new = alpha.clone()
+            for s in range(1, len(states)):
+                terms = [alpha[s], alpha[s - 1]]
+                if s > 1 and states[s] != 0 and states[s] != states[s - 2]:
+                    terms.append(alpha[s - 2])
+                new[s] = torch.logsumexp(torch.stack(terms), 0)
+            alpha = new + log_probs[t, states]
+        return -float(torch.logsumexp(alpha[-2:], 0))
+
+    assert check("41.1.ctc_forward", ctc_nll, verbose=False)
+    assert not check("41.1.ctc_forward", lambda lp, y: 0.0, verbose=False)

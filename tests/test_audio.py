@@ -206,6 +206,9 @@ def test_mel_distance():
     assert mel_distance(wave, np.concatenate([wave, wave[:320]])) == 0.0  # whole frames cut
     assert mel_distance(wave, 0.5 * wave) == pytest.approx(20 * np.log10(2), rel=1e-4)  # 6 dB
     assert mel_distance(wave, wave + rng.normal(0, 0.1, 16_000)) > 1.0
+    silence = np.concatenate([wave, np.zeros(8000)])  # hiss in silence costs at most top_db
+    hiss = silence + np.r_[np.zeros(16_000), rng.normal(0, 1e-6, 8000)]
+    assert 0 < mel_distance(silence, hiss) <= 80.0 / 3 + 1e-6
     with pytest.raises(ValueError, match="shorter"):
         mel_distance(wave, wave[:100])
     with pytest.raises(ValueError, match="1-D"):

@@ -51,3 +51,29 @@ def _collapse_cases() -> list[Case]:
 
 
 register("41.1.ctc_collapse", _collapse_cases, atol=0.0)
+
+
+def _forward_cases() -> list[Case]:
+    import torch
+    import torch.nn.functional as F
+
+    cases = []
+    for seed, (frames, vocab, target) in enumerate([(4, 3, [1, 2]), (6, 4, [1, 1]), (3, 2, [1]),
+                                                   (10, 5, [2, 3, 3, 4]), (7, 6, []),
+                                                   (12, 4, [1, 2, 1, 2, 3])]):
+        g = torch.Generator().manual_seed(seed)
+        log_probs = torch.randn(frames, vocab, generator=g, dtype=torch.float64).log_softmax(-1)
+        nll = F.ctc_loss(log_probs[:, None], torch.tensor([target], dtype=torch.long),
+                         torch.tensor([frames]), torch.tensor([len(target)]), blank=0,
+                         reduction="sum")
+        cases.append(Case((log_probs.clone(), list(target)), float(nll),
+                          f"{frames} frames, {vocab} labels, target {target}",
+                          hint="extend the target with blanks (blank, y1, blank, y2, ..., "
+                               "blank); alpha[0] starts on the first two states; state s "
+                               "receives from s and s - 1, and from s - 2 when y[s] is not a "
+                               "blank and differs from y[s - 2]; the answer is -logsumexp of "
+                               "the last two states at the last frame."))
+    return cases
+
+
+register("41.1.ctc_forward", _forward_cases, atol=1e-6)
