@@ -117,6 +117,46 @@ class PhonemeVocabulary:
         return cls(data["phones"])
 
 
+# ---------------------------------------------------------------- speakers
+
+
+def speaker_pitch(voice: str) -> int:
+    """The one eSpeak pitch (35-65) at which :func:`speaker_corpus` speaks ``voice``: a fixed
+    function of its name, so that a voice is one speaker everywhere in the book.
+    Built in §41.2."""
+    speech.voice_split(voice)  # a ValueError for an unknown voice
+    return 35 + sum(ord(c) * (k + 1) for k, c in enumerate(voice)) % 31
+
+
+def speaker_corpus(n: int, split: str = "train", seed: int = 0, language: str = "en",
+                   rate: tuple[int, int] = (140, 200)) -> list:
+    """``n`` ShapesWorld sentences (of the split's scenes, as :func:`mmcourse.asr.speech_corpus`)
+    spoken by voices of ``split``, each voice always at its own :func:`speaker_pitch`: a voice
+    is a *speaker*, whose every utterance can prompt another. Speaking rates vary per utterance
+    within ``rate``; no noise. Returns :class:`mmcourse.asr.Utterance`\\ s. Deterministic in its
+    arguments. Built in §41.2."""
+    from mmcourse.asr import SAMPLE_RATE, Utterance
+    from mmcourse.data.french import bilingual_captions
+    from mmcourse.data.shapes import ShapesWorld
+
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
+    if n <= 0:
+        raise ValueError(f"n must be a positive number of utterances; got {n}")
+    world, scenes = ShapesWorld(seed=seed), "train" if split == "train" else "test"
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1, 412])
+    out = []
+    for k in range(n):
+        pairs = bilingual_captions(world.scene(k % world.split_size(scenes), scenes).objects)
+        english, french = pairs[int(rng.integers(len(pairs)))]
+        text, translation = (english, french) if language == "en" else (french, english)
+        voice = speech.random_voice(rng, split, language)
+        r = int(rng.integers(rate[0], rate[1] + 1))
+        wave, _ = speech.synthesize(text, voice, r, speaker_pitch(voice), SAMPLE_RATE)
+        out.append(Utterance(text, translation, language, voice, r, None, wave))
+    return out
+
+
 # ---------------------------------------------------------------- examples and batches
 
 
@@ -317,3 +357,50 @@ def codec_quality(codec: torch.nn.Module, waveforms: Sequence[np.ndarray],
         scores[f"mel_db_{n}"] = float(np.mean([mel_distance(w, d, sample_rate)
                                                for w, d in pairs]))
     return scores, decoded
+
+
+# ---------------------------------------------------------------- saving VALL-E
+
+
+def save_valle(path, ar: torch.nn.Module, nar: torch.nn.Module, vocab: PhonemeVocabulary,
+               notes: dict) -> None:
+    """Write VALL-E's two models in float16 to one safetensors file (``ar.``/``nar.`` prefixes),
+    with their configuration, the phoneme
+    vocabulary and ``notes`` (recipe, scores, command) in the metadata. Built in §41.2."""
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    if asdict(ar.config) != asdict(nar.config):
+        raise ValueError("ar and nar must share one VALLEConfig")
+    state = {f"{name}.{k}": v.detach().cpu().to(torch.float16).clone()
+             for name, model in (("ar", ar), ("nar", nar))
+             for k, v in model.state_dict().items()}
+    metadata = {"config": json.dumps(asdict(ar.config)), "phonemes": vocab.to_json(),
+                "notes": json.dumps(notes), "format": "mmcourse.VALLE"}
+    save_file(state, str(path), metadata=metadata)
+
+
+def load_valle(path) -> tuple[torch.nn.Module, torch.nn.Module, PhonemeVocabulary, dict]:
+    """The ``(ar, nar, vocab, notes)`` saved by :func:`save_valle`, in float32 and eval mode,
+    on the CPU. Built in §41.2."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from mmcourse.models.valle import VALLEAR, VALLEConfig, VALLENAR
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if metadata.get("format") != "mmcourse.VALLE":
+        raise ValueError(f"{path} was not written by save_valle")
+    config = VALLEConfig(**json.loads(metadata["config"]))
+    tensors = load_file(str(path))
+    models = []
+    for name, cls in (("ar", VALLEAR), ("nar", VALLENAR)):
+        model = cls(config)
+        state = {k[len(name) + 1:]: v.float() for k, v in tensors.items()
+                 if k.startswith(name + ".")}
+        model.load_state_dict(state)
+        models.append(model.eval())
+    vocab = PhonemeVocabulary.from_json(metadata["phonemes"])
+    return models[0], models[1], vocab, json.loads(metadata["notes"])

@@ -136,3 +136,28 @@ def test_codec_reconstructions_and_quality():
         tts.reconstruct(codec, waves[0][None])
     with pytest.raises(ValueError, match="at least one"):
         tts.codec_quality(codec, [])
+
+
+def test_save_and_load_valle(tmp_path):
+    from mmcourse.models import VALLEAR, VALLEConfig, VALLENAR
+
+    vocab = tts.PhonemeVocabulary(["a", "b", "c"])
+    config = VALLEConfig(num_quantizers=3, codebook_size=16, phoneme_vocab_size=len(vocab),
+                         d_model=16, num_heads=2, num_layers=1, ffn_dim=32, max_phonemes=16,
+                         max_frames=32)
+    torch.manual_seed(0)
+    ar, nar = VALLEAR(config).eval(), VALLENAR(config).eval()
+    tts.save_valle(tmp_path / "v.safetensors", ar, nar, vocab, {"steps": 3})
+    ar2, nar2, vocab2, notes = tts.load_valle(tmp_path / "v.safetensors")
+    assert notes == {"steps": 3} and vocab2.symbols == vocab.symbols and not ar2.training
+    phonemes, prompt = torch.tensor([[4, 5, 6]]), torch.randint(0, 16, (1, 3, 5))
+    target = torch.randint(0, 16, (1, 3, 4))
+    with torch.no_grad():  # float16 storage: equal to 1e-2 in the logits
+        assert torch.allclose(ar(phonemes, prompt, target), ar2(phonemes, prompt, target),
+                              atol=2e-2)
+        assert torch.allclose(nar(phonemes, prompt, target, 1),
+                              nar2(phonemes, prompt, target, 1), atol=2e-2)
+    with pytest.raises(ValueError, match="save_valle"):
+        from safetensors.torch import save_file
+        save_file({"x": torch.zeros(1)}, str(tmp_path / "o.safetensors"))
+        tts.load_valle(tmp_path / "o.safetensors")

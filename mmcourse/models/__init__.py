@@ -125,6 +125,8 @@ _EXPORTS: dict[str, str] = {
     "speaker_loss": "speaker",
     "cosine_similarity": "speaker",
     "speaker_similarity": "speaker",
+    "save_speaker": "speaker",
+    "load_speaker": "speaker",
     "module_tree": "inspect",
     "parameter_split": "inspect",
 }

@@ -196,3 +196,37 @@ def speaker_similarity(model: SpeakerEncoder, waveforms: Sequence[np.ndarray | t
         raise ValueError(f"expected one reference per waveform, got {len(waveforms)} waveforms "
                          f"and {len(references)} references")
     return (model.embed(waveforms, sample_rate) * model.embed(references, sample_rate)).sum(-1)
+
+
+def save_speaker(path, model: SpeakerEncoder, voices: Sequence[str], notes: dict) -> None:
+    """Write a SpeakerEncoder's weights in float16 to a safetensors file, with its
+    configuration, the training ``voices`` (row i of the classifier is voice i) and ``notes``
+    in the metadata. Built in §41.2."""
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    if len(voices) != model.config.num_speakers:
+        raise ValueError(f"expected {model.config.num_speakers} voices, got {len(voices)}")
+    state = {k: v.detach().cpu().to(torch.float16).clone() for k, v in model.state_dict().items()}
+    metadata = {"config": json.dumps(asdict(model.config)), "voices": json.dumps(list(voices)),
+                "notes": json.dumps(notes), "format": "mmcourse.SpeakerEncoder"}
+    save_file(state, str(path), metadata=metadata)
+
+
+def load_speaker(path) -> tuple[SpeakerEncoder, list[str], dict]:
+    """The ``(model, voices, notes)`` saved by :func:`save_speaker`, in float32 and eval mode,
+    on the CPU. Built in §41.2."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if metadata.get("format") != "mmcourse.SpeakerEncoder":
+        raise ValueError(f"{path} was not written by save_speaker")
+    model = SpeakerEncoder(SpeakerConfig(**json.loads(metadata["config"])))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return model.eval(), json.loads(metadata["voices"]), json.loads(metadata["notes"])
