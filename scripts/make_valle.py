@@ -116,6 +116,8 @@ def main() -> None:
     start = time.time()
     codec, _ = load_codec(hub.book_file("data/codec-shapes.safetensors"))
     corpus = tts.speaker_corpus(N_TRAIN, "train", seed=SEED)
+    said = [u.voice for u in corpus]
+    corpus = [u for u in corpus if said.count(u.voice) > 1]  # a prompt needs a second one
     vocab = tts.PhonemeVocabulary.from_texts([u.text for u in corpus])
     phonemes = [vocab.encode(tts.phonemize(u.text)) for u in corpus]
     codes, voices = encode(codec, corpus), [u.voice for u in corpus]
