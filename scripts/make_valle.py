@@ -45,7 +45,7 @@ from mmcourse.models import VALLEAR, VALLEConfig, VALLENAR, load_codec, synthesi
 
 OUT = ROOT / "data" / "valle-shapes.safetensors"
 N_TRAIN, N_HELDOUT, N_EVAL, SEED = 4000, 300, 100, 0
-AR_STEPS, NAR_STEPS, BATCH, MAX_PROMPT = 4000, 2000, 16, 150
+AR_STEPS, NAR_STEPS, BATCH, MAX_PROMPT = 3000, 1200, 16, 150
 SAMPLING = {"temperature": 1.0, "top_k": 20}
 
 
