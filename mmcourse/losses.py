@@ -56,6 +56,18 @@ def contrastive_loss(
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
+def _check_waveforms(x: torch.Tensor, y: torch.Tensor, windows: tuple[int, ...],
+                     shortest: int) -> None:
+    """The checks the spectral losses share: x and y alike, windows integers >= shortest."""
+    if x.shape != y.shape or x.dim() == 0 or x.shape[-1] == 0:
+        raise ValueError(f"expected x and y of the same shape (..., samples) with samples >= 1, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not windows or any(isinstance(w, bool) or not isinstance(w, int) or w < shortest
+                          for w in windows):
+        raise ValueError(f"windows must be integers >= {shortest} (at least one), got "
+                         f"{windows!r}")
+
+
 def multiscale_spectral_loss(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -88,12 +100,7 @@ def multiscale_spectral_loss(
         A scalar, 0 when ``x`` equals ``y``.
     Built in §41.2.
     """
-    if x.shape != y.shape or x.dim() == 0 or x.shape[-1] == 0:
-        raise ValueError(f"expected x and y of the same shape (..., samples) with samples >= 1, "
-                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not windows or any(isinstance(w, bool) or not isinstance(w, int) or w < 4
-                          for w in windows):
-        raise ValueError(f"windows must be integers >= 4 (at least one), got {windows!r}")
+    _check_waveforms(x, y, windows, shortest=4)
     x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])  # (N, samples)
     total = x.new_zeros(())
     for w in windows:
@@ -144,12 +151,7 @@ def multiscale_mel_loss(
         A scalar, 0 when ``x`` equals ``y``.
     Built in §41.2.
     """
-    if x.shape != y.shape or x.dim() == 0 or x.shape[-1] == 0:
-        raise ValueError(f"expected x and y of the same shape (..., samples) with samples >= 1, "
-                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not windows or any(isinstance(w, bool) or not isinstance(w, int) or w < 8
-                          for w in windows):
-        raise ValueError(f"windows must be integers >= 8 (at least one), got {windows!r}")
+    _check_waveforms(x, y, windows, shortest=8)
     if sample_rate <= 0 or n_mels <= 0 or not eps > 0:
         raise ValueError(f"need sample_rate, n_mels and eps > 0, got {sample_rate}, {n_mels}, "
                          f"{eps}")
